@@ -23,5 +23,7 @@
 pub mod config;
 pub mod kube_clients;
 pub mod logging;
+pub mod markers;
 pub mod names;
 pub mod run;
+pub mod translate;
