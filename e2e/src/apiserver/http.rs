@@ -123,7 +123,7 @@ pub fn pct_decode(s: &str) -> String {
                 out.push(b' ');
                 i += 1;
             }
-            b'%' if i + 2 < b.len() + 0 && i + 2 <= b.len() - 1 => {
+            b'%' if i + 2 < b.len() => {
                 let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
                 match hex {
                     Some(v) => {
@@ -183,6 +183,7 @@ impl Req {
         Ok(WriteCtx {
             manager: patch::manager_from_request(self.query.get("fieldManager"), Some(&self.user_agent)),
             dry_run: !dry.is_empty(),
+            apply: false,
         })
     }
 }
@@ -599,19 +600,28 @@ fn encode_continue(rv: u64, key: &(String, String)) -> String {
     use base64::Engine;
     let start = if key.0.is_empty() { format!("{}\u{0}", key.1) } else { format!("{}/{}\u{0}", key.0, key.1) };
     let j = json!({"v": "meta.k8s.io/v1", "rv": rv, "start": start});
-    base64::engine::general_purpose::URL_SAFE.encode(j.to_string())
+    continue_engine().encode(j.to_string())
+}
+
+/// Go's `base64.RawURLEncoding` (no padding, lenient about trailing bits).
+fn continue_engine() -> base64::engine::GeneralPurpose {
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    let cfg = GeneralPurposeConfig::new()
+        .with_encode_padding(false)
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true);
+    GeneralPurpose::new(&base64::alphabet::URL_SAFE, cfg)
 }
 
 fn decode_continue(token: &str) -> Result<(u64, (String, String)), ApiError> {
     use base64::Engine;
     let bad = |why: String| ApiError::bad_request(format!("invalid continue token: {why}"));
-    let raw = base64::engine::general_purpose::URL_SAFE
-        .decode(token)
-        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token))
-        .map_err(|e| bad(format!("continue key is not valid: {e}")))?;
+    let raw = continue_engine().decode(token).map_err(|e| bad(format!("continue key is not valid: {e}")))?;
     let v: Value = serde_json::from_slice(&raw).map_err(|_| {
         let first = raw.first().copied().unwrap_or(0);
-        bad(format!("continue key is not valid: invalid character '\\u{:04x}' looking for beginning of value", first))
+        // Go quotes the offending byte as a rune: printable ASCII as is, the rest as \uXXXX.
+        let quoted = if first.is_ascii_graphic() { (first as char).to_string() } else { format!("\\u{first:04x}") };
+        bad(format!("continue key is not valid: invalid character '{quoted}' looking for beginning of value"))
     })?;
     let rv = v["rv"].as_u64().ok_or_else(|| bad("continue key is not valid: missing rv".into()))?;
     let start = v["start"].as_str().unwrap_or("").trim_end_matches('\u{0}');
@@ -726,7 +736,7 @@ fn patch_handler(r: &Req) -> Result<Response<Body>, ApiError> {
             let manager = r.query.get("fieldManager");
             let applied = patch::decode_apply_body(&r.body)?;
             patch::validate_apply(manager, &applied, &def.api_version(), def.kind, &name, r.target.namespace.as_deref())?;
-            let ctx = WriteCtx { manager: manager.unwrap_or("").to_string(), dry_run: r.write_ctx()?.dry_run };
+            let ctx = WriteCtx { manager: manager.unwrap_or("").to_string(), dry_run: r.write_ctx()?.dry_run, apply: true };
             let live_view = live.as_ref().map(|l| convert::from_storage(def, l));
             let merged = patch::server_side_apply(live_view.as_ref(), &applied, &ctx.manager, force, def.group, def.kind, &def.api_version(), &now)?;
             let merged = convert::to_storage(def, merged)?;

@@ -39,11 +39,13 @@ pub struct WriteCtx {
     /// Field manager of this write (from `fieldManager` or the User-Agent).
     pub manager: String,
     pub dry_run: bool,
+    /// A server-side apply: the apply already computed managedFields.
+    pub apply: bool,
 }
 
 impl WriteCtx {
     pub fn system(manager: &str) -> WriteCtx {
-        WriteCtx { manager: manager.to_string(), dry_run: false }
+        WriteCtx { manager: manager.to_string(), dry_run: false, apply: false }
     }
 }
 
@@ -193,7 +195,9 @@ impl State {
             }
         }
         let now = now_rfc3339();
-        patch::track_update(None, &mut obj, &ctx.manager, &def.api_version(), None, &now);
+        if !ctx.apply {
+            patch::track_update(None, &mut obj, &ctx.manager, &def.api_version(), None, &now);
+        }
         if ctx.dry_run {
             return Ok(Arc::new(obj));
         }
@@ -350,7 +354,9 @@ impl State {
         // The old object's resourceVersion stays until we know this is a real write.
         meta_mut(&mut obj).insert("resourceVersion".into(), old["metadata"]["resourceVersion"].clone());
         let now = now_rfc3339();
-        patch::track_update(Some(old), &mut obj, &ctx.manager, &def.api_version(), subresource, &now);
+        if !ctx.apply {
+            patch::track_update(Some(old), &mut obj, &ctx.manager, &def.api_version(), subresource, &now);
+        }
         if comparable(&obj) == comparable(old) {
             // kube-apiserver skips the storage write for a no-op: same resourceVersion, no event.
             return Ok(old.clone());
