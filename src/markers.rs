@@ -27,6 +27,15 @@ pub const VIRTUAL_UID: &str = "vcsync.io/uid";
 /// Annotation: the kind of the source object (`Pod`, `Service`, ...).
 pub const VIRTUAL_KIND: &str = "vcsync.io/kind";
 
+/// Annotation on host pods: the virtual pod's labels in the downward-API file format, so a
+/// `metadata.labels` downward-API volume shows the tenant's labels, not the host's.
+pub const VIRTUAL_LABELS: &str = "vcsync.io/labels";
+/// Annotation on host pods: the virtual pod's annotations in the downward-API file format.
+pub const VIRTUAL_ANNOTATIONS: &str = "vcsync.io/annotations";
+/// Annotation on host pods: the virtual pod's service account name (downward API
+/// `spec.serviceAccountName`).
+pub const VIRTUAL_SERVICE_ACCOUNT: &str = "vcsync.io/service-account";
+
 /// Field manager of every write vcsync makes (server-side apply and updates).
 pub const FIELD_MANAGER: &str = "vcsync";
 
