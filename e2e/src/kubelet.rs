@@ -14,6 +14,13 @@
 //!   the containers are stopped;
 //! * records `Scheduled`, `Pulled`, `Created`, `Started` and `Killing` events.
 //!
+//! API failures never stop it: each call is retried a bounded number of times, then logged,
+//! counted in [`KubeletStats::api_errors`] and tried again on the next resync.
+//!
+//! On a real cluster the real scheduler may also place pods on the simulated nodes, and only pods
+//! in the configured namespace are ever started; taint the nodes ([`SimNode::taint`]) and give
+//! the test pods a toleration to keep the two apart.
+//!
 //! The pod loop is level-triggered: every watch event and every resync tick re-derives what a
 //! pod still needs from its current state, so restarting the simulator (or losing a call) never
 //! double-binds or skips a pod.
@@ -66,15 +73,6 @@ pub enum KubeletError {
     /// The pod CIDR does not parse.
     #[error(transparent)]
     Cidr(#[from] CidrError),
-    /// An API call failed for good (after retries).
-    #[error("{action} failed: {source}")]
-    Api {
-        /// What was being done.
-        action: String,
-        /// The client's error.
-        #[source]
-        source: kube::Error,
-    },
     /// A wait ran out of time.
     #[error("timed out after {waited:?} waiting for {what}")]
     Timeout {

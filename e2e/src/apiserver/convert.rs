@@ -60,7 +60,15 @@ const EVENTS_ORDER: &[&str] = &[
     "deprecatedCount",
 ];
 
-const OBJECT_REF_ORDER: &[&str] = &["kind", "namespace", "name", "uid", "apiVersion", "resourceVersion", "fieldPath"];
+const OBJECT_REF_ORDER: &[&str] = &[
+    "kind",
+    "namespace",
+    "name",
+    "uid",
+    "apiVersion",
+    "resourceVersion",
+    "fieldPath",
+];
 
 fn is_events_v1(def: &ResourceDef) -> bool {
     def.group == "events.k8s.io"
@@ -105,7 +113,9 @@ fn normalise_core(mut m: Map<String, Value>) -> Map<String, Value> {
         m.entry(k).or_insert(v);
     }
     // omitempty fields: a zero count is not serialised.
-    if m.get("count").is_some_and(|c| c.is_null() || *c == json!(0)) {
+    if m.get("count")
+        .is_some_and(|c| c.is_null() || *c == json!(0))
+    {
         m.remove("count");
     }
     let mut m = ordered(m, CORE_ORDER);
@@ -120,7 +130,9 @@ fn normalise_core(mut m: Map<String, Value>) -> Map<String, Value> {
 
 /// events.k8s.io/v1 -> core/v1.
 pub fn event_v1_to_core(obj: Value) -> Value {
-    let Value::Object(mut m) = obj else { return obj };
+    let Value::Object(mut m) = obj else {
+        return obj;
+    };
     for (from, to) in RENAMES {
         if let Some(v) = m.remove(*from) {
             m.insert((*to).to_string(), v);
@@ -133,7 +145,9 @@ pub fn event_v1_to_core(obj: Value) -> Value {
 
 /// core/v1 -> events.k8s.io/v1.
 pub fn event_core_to_v1(obj: &Value) -> Value {
-    let Some(src) = obj.as_object() else { return obj.clone() };
+    let Some(src) = obj.as_object() else {
+        return obj.clone();
+    };
     let mut m = src.clone();
     for (to, from) in RENAMES {
         if let Some(v) = m.remove(*from) {
@@ -147,12 +161,23 @@ pub fn event_core_to_v1(obj: &Value) -> Value {
     m.entry("deprecatedSource").or_insert_with(|| json!({}));
     m.entry("deprecatedFirstTimestamp").or_insert(Value::Null);
     m.entry("deprecatedLastTimestamp").or_insert(Value::Null);
-    for k in ["reportingController", "reportingInstance", "action", "reason", "note", "type"] {
-        if m.get(k).is_some_and(|v| v.as_str().is_some_and(str::is_empty) || v.is_null()) {
+    for k in [
+        "reportingController",
+        "reportingInstance",
+        "action",
+        "reason",
+        "note",
+        "type",
+    ] {
+        if m.get(k)
+            .is_some_and(|v| v.as_str().is_some_and(str::is_empty) || v.is_null())
+        {
             m.remove(k);
         }
     }
-    if m.get("deprecatedCount").is_some_and(|c| c.is_null() || *c == json!(0)) {
+    if m.get("deprecatedCount")
+        .is_some_and(|c| c.is_null() || *c == json!(0))
+    {
         m.remove("deprecatedCount");
     }
     let mut m = ordered(m, EVENTS_ORDER);
@@ -177,7 +202,11 @@ pub fn to_storage(def: &ResourceDef, obj: Value) -> Result<Value, ApiError> {
 
 /// Storage -> wire for `def` (sets kind/apiVersion).
 pub fn from_storage(def: &ResourceDef, obj: &Value) -> Value {
-    let mut o = if is_events_v1(def) { event_core_to_v1(obj) } else { obj.clone() };
+    let mut o = if is_events_v1(def) {
+        event_core_to_v1(obj)
+    } else {
+        obj.clone()
+    };
     if let Some(m) = o.as_object_mut() {
         m.insert("kind".into(), json!(def.kind));
         m.insert("apiVersion".into(), json!(def.api_version()));
@@ -234,7 +263,18 @@ mod tests {
         let core_view = from_storage(core(), &stored);
         assert_eq!(core_view["involvedObject"]["kind"], "Pod");
         let back = from_storage(v1(), &stored);
-        for k in ["eventTime", "reportingController", "reportingInstance", "action", "reason", "regarding", "note", "type", "series", "related"] {
+        for k in [
+            "eventTime",
+            "reportingController",
+            "reportingInstance",
+            "action",
+            "reason",
+            "regarding",
+            "note",
+            "type",
+            "series",
+            "related",
+        ] {
             assert_eq!(back[k], wire[k], "{k}");
         }
         assert_eq!(back["deprecatedSource"], json!({}));

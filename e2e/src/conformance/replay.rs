@@ -141,6 +141,9 @@ impl ReplayReport {
 }
 
 /// Replays every step of `rec` in order against `client` and reports the selected ones.
+///
+/// The client should have `default_retry = false`: the transcript records `504` answers that
+/// kube's retry layer would otherwise resend.
 pub async fn replay(client: &kube::Client, rec: &Recording, opts: &ReplayOptions) -> ReplayReport {
     let started = Instant::now();
     let mut report = ReplayReport::default();

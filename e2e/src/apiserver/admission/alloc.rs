@@ -41,34 +41,56 @@ fn parse_cidr(cidr: &str) -> Option<(u32, u8)> {
     if bits > 30 {
         return None;
     }
-    let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+    let mask = if bits == 0 {
+        0
+    } else {
+        u32::MAX << (32 - bits)
+    };
     Some((u32::from(ip) & mask, bits))
 }
 
 /// Whether the stored service `owner` still holds `ip`.
 fn service_holds_ip(store: &Store, owner: &str, ip: &str) -> bool {
-    let Some((ns, name)) = owner.split_once('/') else { return false };
+    let Some((ns, name)) = owner.split_once('/') else {
+        return false;
+    };
     store.get("services", ns, name).is_some_and(|s| {
-        s["spec"]["clusterIPs"].as_array().into_iter().flatten().any(|v| v == ip) || s["spec"]["clusterIP"] == ip
+        s["spec"]["clusterIPs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|v| v == ip)
+            || s["spec"]["clusterIP"] == ip
     })
 }
 
 fn service_holds_port(store: &Store, owner: &str, port: u16) -> bool {
-    let Some((ns, name)) = owner.split_once('/') else { return false };
+    let Some((ns, name)) = owner.split_once('/') else {
+        return false;
+    };
     store.get("services", ns, name).is_some_and(|s| {
-        s["spec"]["ports"].as_array().into_iter().flatten().any(|p| p["nodePort"].as_u64() == Some(u64::from(port)))
+        s["spec"]["ports"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|p| p["nodePort"].as_u64() == Some(u64::from(port)))
             || s["spec"]["healthCheckNodePort"].as_u64() == Some(u64::from(port))
     })
 }
 
 impl Allocators {
     pub fn new(config: &crate::apiserver::server::ServerConfig) -> Allocators {
-        let (net, prefix) = parse_cidr(&config.service_cidr).unwrap_or((u32::from(Ipv4Addr::new(10, 96, 0, 0)), 16));
+        let (net, prefix) = parse_cidr(&config.service_cidr)
+            .unwrap_or((u32::from(Ipv4Addr::new(10, 96, 0, 0)), 16));
         let size: u64 = 1u64 << (32 - prefix);
         let first = net + 1;
         let last = (u64::from(net) + size - 2) as u32;
         // kube-apiserver keeps the low 1/16 of the range (16..=256 addresses) for requested IPs.
-        let offset = if size < 16 { 0 } else { (size / 16).clamp(16, 256) } as u32;
+        let offset = if size < 16 {
+            0
+        } else {
+            (size / 16).clamp(16, 256)
+        } as u32;
         let static_end = (net + offset).min(last);
         Allocators {
             first,
@@ -113,7 +135,13 @@ impl Allocators {
     }
 
     /// Allocate `requested` (or any free address) for `me`. `reserve=false` checks only (dry run).
-    pub fn allocate_ip(&mut self, store: &Store, me: &str, requested: Option<&str>, reserve: bool) -> Result<String, ApiError> {
+    pub fn allocate_ip(
+        &mut self,
+        store: &Store,
+        me: &str,
+        requested: Option<&str>,
+        reserve: bool,
+    ) -> Result<String, ApiError> {
         let svc_name = me.split_once('/').map(|(_, n)| n).unwrap_or(me).to_string();
         if let Some(req) = requested {
             let invalid = |msg: String| {
@@ -121,7 +149,12 @@ impl Allocators {
                     "",
                     "Service",
                     &svc_name,
-                    &[FieldError::new(FieldErrorKind::Invalid, "spec.clusterIPs", Some(format!("[]string{{{req:?}}}")), msg)],
+                    &[FieldError::new(
+                        FieldErrorKind::Invalid,
+                        "spec.clusterIPs",
+                        Some(format!("[]string{{{req:?}}}")),
+                        msg,
+                    )],
                 )
             };
             let ip: Ipv4Addr = req.parse().map_err(|_| invalid(format!("failed to allocate IP {req}: the provided IP ({req}) is not in the valid range. The range of valid IPs is {}", self.cidr)))?;
@@ -133,7 +166,9 @@ impl Allocators {
                 )));
             }
             if !self.ip_free(store, n, me) {
-                return Err(invalid(format!("failed to allocate IP {req}: provided IP is already allocated")));
+                return Err(invalid(format!(
+                    "failed to allocate IP {req}: provided IP is already allocated"
+                )));
             }
             if reserve {
                 self.ips.insert(n, me.to_string());
@@ -163,7 +198,9 @@ impl Allocators {
                 }
             }
         }
-        Err(ApiError::internal("failed to allocate a serviceIP: range is full"))
+        Err(ApiError::internal(
+            "failed to allocate a serviceIP: range is full",
+        ))
     }
 
     /// Allocate a node port for `ports[idx]` (`requested` or any free one).
@@ -178,7 +215,17 @@ impl Allocators {
         let svc_name = me.split_once('/').map(|(_, n)| n).unwrap_or(me).to_string();
         if let Some(req) = requested {
             let invalid = |msg: String| {
-                ApiError::invalid("", "Service", &svc_name, &[FieldError::new(FieldErrorKind::Invalid, field, Some(req.to_string()), msg)])
+                ApiError::invalid(
+                    "",
+                    "Service",
+                    &svc_name,
+                    &[FieldError::new(
+                        FieldErrorKind::Invalid,
+                        field,
+                        Some(req.to_string()),
+                        msg,
+                    )],
+                )
             };
             if req < i64::from(self.port_lo) || req > i64::from(self.port_hi) {
                 return Err(invalid(format!(
@@ -206,7 +253,9 @@ impl Allocators {
                 return Ok(p);
             }
         }
-        Err(ApiError::internal("failed to allocate a nodePort: range is full"))
+        Err(ApiError::internal(
+            "failed to allocate a nodePort: range is full",
+        ))
     }
 
     /// Forget the IP if `me` holds it.
@@ -227,7 +276,12 @@ impl Allocators {
 
     /// Claim what a stored service holds (used when a service's values are carried over).
     pub fn claim_service(&mut self, me: &str, svc: &Value) {
-        for ip in svc["spec"]["clusterIPs"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+        for ip in svc["spec"]["clusterIPs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
             if let Ok(a) = ip.parse::<Ipv4Addr>() {
                 self.ips.insert(u32::from(a), me.to_string());
             }
@@ -239,7 +293,12 @@ impl Allocators {
 
     /// Release everything a service held.
     pub fn release_service(&mut self, me: &str, svc: &Value) {
-        for ip in svc["spec"]["clusterIPs"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+        for ip in svc["spec"]["clusterIPs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
             self.release_ip(me, ip);
         }
         if let Some(ip) = svc["spec"]["clusterIP"].as_str() {
@@ -271,7 +330,9 @@ pub fn service_node_ports(svc: &Value) -> Vec<u16> {
         .filter_map(|p| u16::try_from(p).ok())
         .filter(|p| *p != 0)
         .collect();
-    if let Some(h) = svc["spec"]["healthCheckNodePort"].as_u64().and_then(|p| u16::try_from(p).ok())
+    if let Some(h) = svc["spec"]["healthCheckNodePort"]
+        .as_u64()
+        .and_then(|p| u16::try_from(p).ok())
         && h != 0
     {
         out.push(h);
@@ -299,7 +360,11 @@ mod tests {
     use crate::apiserver::server::ServerConfig;
 
     fn alloc() -> Allocators {
-        Allocators::new(&ServerConfig { service_cidr: "10.96.0.0/28".into(), node_port_range: (30000, 30002), ..ServerConfig::default() })
+        Allocators::new(&ServerConfig {
+            service_cidr: "10.96.0.0/28".into(),
+            node_port_range: (30000, 30002),
+            ..ServerConfig::default()
+        })
     }
 
     #[test]
@@ -308,10 +373,18 @@ mod tests {
         let mut a = alloc();
         let mut seen = std::collections::HashSet::new();
         for i in 0..14 {
-            let ip = a.allocate_ip(&store, &format!("ns/s{i}"), None, true).unwrap();
+            let ip = a
+                .allocate_ip(&store, &format!("ns/s{i}"), None, true)
+                .unwrap();
             assert!(seen.insert(ip.clone()));
             let rv = store.next_rv();
-            store.put("services", "ns", &format!("s{i}"), json!({"spec": {"clusterIP": ip, "clusterIPs": [ip]}}), rv);
+            store.put(
+                "services",
+                "ns",
+                &format!("s{i}"),
+                json!({"spec": {"clusterIP": ip, "clusterIPs": [ip]}}),
+                rv,
+            );
         }
         let e = a.allocate_ip(&store, "ns/full", None, true).unwrap_err();
         assert_eq!(e.code, 500);
@@ -321,13 +394,34 @@ mod tests {
     fn requested_ip_taken_and_out_of_range() {
         let mut store = Store::new(10);
         let mut a = alloc();
-        a.allocate_ip(&store, "ns/a", Some("10.96.0.5"), true).unwrap();
+        a.allocate_ip(&store, "ns/a", Some("10.96.0.5"), true)
+            .unwrap();
         let rv = store.next_rv();
-        store.put("services", "ns", "a", json!({"spec": {"clusterIP": "10.96.0.5", "clusterIPs": ["10.96.0.5"]}}), rv);
-        let e = a.allocate_ip(&store, "ns/b", Some("10.96.0.5"), true).unwrap_err();
-        assert!(e.body["message"].as_str().unwrap().ends_with("failed to allocate IP 10.96.0.5: provided IP is already allocated"));
-        let e = a.allocate_ip(&store, "ns/b", Some("192.168.0.10"), true).unwrap_err();
-        assert!(e.body["message"].as_str().unwrap().contains("is not in the valid range. The range of valid IPs is 10.96.0.0/28"));
+        store.put(
+            "services",
+            "ns",
+            "a",
+            json!({"spec": {"clusterIP": "10.96.0.5", "clusterIPs": ["10.96.0.5"]}}),
+            rv,
+        );
+        let e = a
+            .allocate_ip(&store, "ns/b", Some("10.96.0.5"), true)
+            .unwrap_err();
+        assert!(
+            e.body["message"]
+                .as_str()
+                .unwrap()
+                .ends_with("failed to allocate IP 10.96.0.5: provided IP is already allocated")
+        );
+        let e = a
+            .allocate_ip(&store, "ns/b", Some("192.168.0.10"), true)
+            .unwrap_err();
+        assert!(
+            e.body["message"]
+                .as_str()
+                .unwrap()
+                .contains("is not in the valid range. The range of valid IPs is 10.96.0.0/28")
+        );
     }
 
     #[test]
@@ -335,22 +429,42 @@ mod tests {
         let store = Store::new(10);
         let mut a = alloc();
         // Allocated but never stored (a failed create): free for someone else.
-        a.allocate_port(&store, "ns/a", "spec.ports[0].nodePort", Some(30001), true).unwrap();
-        assert_eq!(a.allocate_port(&store, "ns/b", "spec.ports[0].nodePort", Some(30001), true).unwrap(), 30001);
+        a.allocate_port(&store, "ns/a", "spec.ports[0].nodePort", Some(30001), true)
+            .unwrap();
+        assert_eq!(
+            a.allocate_port(&store, "ns/b", "spec.ports[0].nodePort", Some(30001), true)
+                .unwrap(),
+            30001
+        );
     }
 
     #[test]
     fn ports_release_and_dry_run() {
         let mut store = Store::new(10);
         let mut a = alloc();
-        let p = a.allocate_port(&store, "ns/a", "f", Some(30000), true).unwrap();
+        let p = a
+            .allocate_port(&store, "ns/a", "f", Some(30000), true)
+            .unwrap();
         let rv = store.next_rv();
-        store.put("services", "ns", "a", json!({"spec": {"type": "NodePort", "ports": [{"nodePort": p}]}}), rv);
-        assert!(a.allocate_port(&store, "ns/b", "f", Some(30000), true).is_err());
+        store.put(
+            "services",
+            "ns",
+            "a",
+            json!({"spec": {"type": "NodePort", "ports": [{"nodePort": p}]}}),
+            rv,
+        );
+        assert!(
+            a.allocate_port(&store, "ns/b", "f", Some(30000), true)
+                .is_err()
+        );
         a.release_port("ns/a", 30000);
-        let _ = a.allocate_port(&store, "ns/b", "f", Some(30000), false).unwrap();
+        let _ = a
+            .allocate_port(&store, "ns/b", "f", Some(30000), false)
+            .unwrap();
         assert_eq!(a.counts().1, 0);
-        let e = a.allocate_port(&store, "ns/b", "spec.ports[0].nodePort", Some(80), true).unwrap_err();
+        let e = a
+            .allocate_port(&store, "ns/b", "spec.ports[0].nodePort", Some(80), true)
+            .unwrap_err();
         assert!(e.body["message"].as_str().unwrap().ends_with("Invalid value: 80: provided port is not in the valid range. The range of valid ports is 30000-30002"));
     }
 }

@@ -177,7 +177,14 @@ const SERVICE_SPEC_ORDER: &[&str] = &[
     "internalTrafficPolicy",
     "trafficDistribution",
 ];
-const SERVICE_PORT_ORDER: &[&str] = &["name", "protocol", "appProtocol", "port", "targetPort", "nodePort"];
+const SERVICE_PORT_ORDER: &[&str] = &[
+    "name",
+    "protocol",
+    "appProtocol",
+    "port",
+    "targetPort",
+    "nodePort",
+];
 
 /// Order the top level and metadata of any object.
 pub fn order_object(obj: &mut Value) {
@@ -255,7 +262,12 @@ fn default_container(c: &mut Value) {
 }
 
 fn default_volume(v: &mut Value) {
-    for (src, field) in [("secret", "defaultMode"), ("configMap", "defaultMode"), ("projected", "defaultMode"), ("downwardAPI", "defaultMode")] {
+    for (src, field) in [
+        ("secret", "defaultMode"),
+        ("configMap", "defaultMode"),
+        ("projected", "defaultMode"),
+        ("downwardAPI", "defaultMode"),
+    ] {
         if v[src].is_object() {
             set_if_missing(&mut v[src], field, json!(420));
         }
@@ -263,7 +275,11 @@ fn default_volume(v: &mut Value) {
     if v["hostPath"].is_object() {
         set_if_missing(&mut v["hostPath"], "type", json!(""));
     }
-    if let Some(items) = v.get_mut("downwardAPI").and_then(|d| d.get_mut("items")).and_then(Value::as_array_mut) {
+    if let Some(items) = v
+        .get_mut("downwardAPI")
+        .and_then(|d| d.get_mut("items"))
+        .and_then(Value::as_array_mut)
+    {
         for i in items {
             if i["fieldRef"].is_object() {
                 set_if_missing(&mut i["fieldRef"], "apiVersion", json!("v1"));
@@ -289,7 +305,9 @@ pub fn default_pod(pod: &mut Value) {
         if let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) {
             for c in cs {
                 default_container(c);
-                if host_network && let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
+                if host_network
+                    && let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut)
+                {
                     for p in ports {
                         if p["hostPort"].is_null() {
                             p["hostPort"] = p["containerPort"].clone();
@@ -309,6 +327,35 @@ pub fn default_pod(pod: &mut Value) {
         spec["serviceAccount"] = spec["serviceAccountName"].clone();
     } else if !is_empty_str(&spec["serviceAccount"]) {
         spec["serviceAccountName"] = spec["serviceAccount"].clone();
+    }
+}
+
+/// Pod conditions always carry both timestamps (Go's zero `metav1.Time` serialises as null).
+pub fn default_pod_conditions(pod: &mut Value) {
+    let Some(conds) = pod
+        .get_mut("status")
+        .and_then(|s| s.get_mut("conditions"))
+        .and_then(Value::as_array_mut)
+    else {
+        return;
+    };
+    for c in conds {
+        if let Some(m) = c.as_object_mut() {
+            m.entry("lastProbeTime").or_insert(Value::Null);
+            m.entry("lastTransitionTime").or_insert(Value::Null);
+        }
+        reorder(
+            c,
+            &[
+                "type",
+                "observedGeneration",
+                "status",
+                "lastProbeTime",
+                "lastTransitionTime",
+                "reason",
+                "message",
+            ],
+        );
     }
 }
 
@@ -337,7 +384,16 @@ fn qos_resources(rl: &Value) -> Vec<(String, Quantity)> {
 pub fn qos_class(pod: &Value) -> &'static str {
     let mut any = false;
     let mut guaranteed = true;
-    let containers = pod["spec"]["containers"].as_array().into_iter().flatten().chain(pod["spec"]["initContainers"].as_array().into_iter().flatten());
+    let containers = pod["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(
+            pod["spec"]["initContainers"]
+                .as_array()
+                .into_iter()
+                .flatten(),
+        );
     for c in containers {
         let req = qos_resources(&c["resources"]["requests"]);
         let lim = qos_resources(&c["resources"]["limits"]);
@@ -443,7 +499,11 @@ pub fn default_namespace(ns: &mut Value, create: bool) {
     }
     if create {
         let spec = ensure_object(ns, "spec");
-        if spec.get("finalizers").and_then(Value::as_array).is_none_or(|f| f.is_empty()) {
+        if spec
+            .get("finalizers")
+            .and_then(Value::as_array)
+            .is_none_or(|f| f.is_empty())
+        {
             spec.insert("finalizers".into(), json!(["kubernetes"]));
         }
         ns["status"] = json!({"phase": "Active"});
@@ -456,7 +516,11 @@ pub fn default_node(node: &mut Value) {
     let status = ensure_object(node, "status");
     let de = status.entry("daemonEndpoints").or_insert_with(|| json!({}));
     if de.is_object() {
-        let ke = de.as_object_mut().expect("object").entry("kubeletEndpoint").or_insert_with(|| json!({}));
+        let ke = de
+            .as_object_mut()
+            .expect("object")
+            .entry("kubeletEndpoint")
+            .or_insert_with(|| json!({}));
         if ke.is_object() && ke["Port"].is_null() {
             ke["Port"] = json!(0);
         }
@@ -490,7 +554,10 @@ pub fn default_secret(s: &mut Value) {
         let data = ensure_object(s, "data");
         for (k, v) in sd {
             let raw = v.as_str().unwrap_or("");
-            data.insert(k.clone(), json!(base64::engine::general_purpose::STANDARD.encode(raw)));
+            data.insert(
+                k.clone(),
+                json!(base64::engine::general_purpose::STANDARD.encode(raw)),
+            );
         }
     }
     if is_empty_str(&s["type"]) {
@@ -522,7 +589,10 @@ pub fn default_network_policy(np: &mut Value) {
             }
         }
     }
-    if np["spec"]["policyTypes"].as_array().is_none_or(|a| a.is_empty()) {
+    if np["spec"]["policyTypes"]
+        .as_array()
+        .is_none_or(|a| a.is_empty())
+    {
         let mut types = vec![json!("Ingress")];
         if np["spec"]["egress"].as_array().is_some() {
             types.push(json!("Egress"));
@@ -532,7 +602,13 @@ pub fn default_network_policy(np: &mut Value) {
 }
 
 pub fn default_limit_range(lr: &mut Value) {
-    let Some(items) = lr.get_mut("spec").and_then(|s| s.get_mut("limits")).and_then(Value::as_array_mut) else { return };
+    let Some(items) = lr
+        .get_mut("spec")
+        .and_then(|s| s.get_mut("limits"))
+        .and_then(Value::as_array_mut)
+    else {
+        return;
+    };
     for item in items {
         if item["type"] != "Container" {
             continue;
@@ -543,7 +619,10 @@ pub fn default_limit_range(lr: &mut Value) {
         for (k, v) in max {
             default.entry(k).or_insert(v);
         }
-        let mut default_request = item["defaultRequest"].as_object().cloned().unwrap_or_default();
+        let mut default_request = item["defaultRequest"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
         for (k, v) in default.iter().chain(min.iter()) {
             default_request.entry(k.clone()).or_insert(v.clone());
         }
@@ -553,7 +632,17 @@ pub fn default_limit_range(lr: &mut Value) {
         if !default_request.is_empty() {
             item["defaultRequest"] = Value::Object(default_request);
         }
-        reorder(item, &["type", "max", "min", "default", "defaultRequest", "maxLimitRequestRatio"]);
+        reorder(
+            item,
+            &[
+                "type",
+                "max",
+                "min",
+                "default",
+                "defaultRequest",
+                "maxLimitRequestRatio",
+            ],
+        );
     }
 }
 
@@ -587,7 +676,11 @@ pub fn default_other(group: &str, kind: &str, obj: &mut Value, create: bool) {
         }
         ("", "PersistentVolume") => {
             if obj["spec"].is_object() {
-                set_if_missing(&mut obj["spec"], "persistentVolumeReclaimPolicy", json!("Retain"));
+                set_if_missing(
+                    &mut obj["spec"],
+                    "persistentVolumeReclaimPolicy",
+                    json!("Retain"),
+                );
                 set_if_missing(&mut obj["spec"], "volumeMode", json!("Filesystem"));
             }
             if create {
@@ -596,10 +689,8 @@ pub fn default_other(group: &str, kind: &str, obj: &mut Value, create: bool) {
         }
         ("networking.k8s.io", "NetworkPolicy") => default_network_policy(obj),
         ("networking.k8s.io", "Ingress") if create => obj["status"] = json!({"loadBalancer": {}}),
-        ("scheduling.k8s.io", "PriorityClass") => {
-            if is_empty_str(&obj["preemptionPolicy"]) {
-                obj["preemptionPolicy"] = json!("PreemptLowerPriority");
-            }
+        ("scheduling.k8s.io", "PriorityClass") if is_empty_str(&obj["preemptionPolicy"]) => {
+            obj["preemptionPolicy"] = json!("PreemptLowerPriority");
         }
         ("storage.k8s.io", "StorageClass") => {
             set_if_missing(obj, "reclaimPolicy", json!("Delete"));
@@ -639,7 +730,10 @@ mod tests {
         assert_eq!(pod["spec"]["terminationGracePeriodSeconds"], 30);
         assert_eq!(pod["spec"]["dnsPolicy"], "ClusterFirst");
         assert_eq!(pod["spec"]["schedulerName"], "default-scheduler");
-        assert_eq!(pod["status"], json!({"phase": "Pending", "qosClass": "BestEffort"}));
+        assert_eq!(
+            pod["status"],
+            json!({"phase": "Pending", "qosClass": "BestEffort"})
+        );
     }
 
     fn has_null(v: &Value) -> bool {
@@ -663,7 +757,12 @@ mod tests {
         default_service(&mut svc);
         order_service(&mut svc);
         assert!(!has_null(&svc), "{svc}");
-        for (g, k) in [("", "Endpoints"), ("discovery.k8s.io", "EndpointSlice"), ("networking.k8s.io", "NetworkPolicy"), ("", "LimitRange")] {
+        for (g, k) in [
+            ("", "Endpoints"),
+            ("discovery.k8s.io", "EndpointSlice"),
+            ("networking.k8s.io", "NetworkPolicy"),
+            ("", "LimitRange"),
+        ] {
             let mut o = json!({"metadata": {"name": "x"}, "spec": {}});
             default_other(g, k, &mut o, true);
             assert!(!has_null(&o), "{k}: {o}");
@@ -684,7 +783,10 @@ mod tests {
     fn limits_default_requests() {
         let mut pod = json!({"spec": {"containers": [{"name": "c", "image": "x", "resources": {"limits": {"cpu": "4"}}}]}});
         default_pod(&mut pod);
-        assert_eq!(pod["spec"]["containers"][0]["resources"]["requests"], json!({"cpu": "4"}));
+        assert_eq!(
+            pod["spec"]["containers"][0]["resources"]["requests"],
+            json!({"cpu": "4"})
+        );
     }
 
     #[rstest]
@@ -714,7 +816,10 @@ mod tests {
     fn secret_string_data_folds_into_data() {
         let mut s = json!({"stringData": {"password": "s3cret"}});
         default_secret(&mut s);
-        assert_eq!(s, json!({"data": {"password": "czNjcmV0"}, "type": "Opaque"}));
+        assert_eq!(
+            s,
+            json!({"data": {"password": "czNjcmV0"}, "type": "Opaque"})
+        );
     }
 
     #[test]
@@ -722,13 +827,19 @@ mod tests {
         let mut lr = json!({"spec": {"limits": [{"type": "Container", "max": {"cpu": "2"}}]}});
         default_limit_range(&mut lr);
         assert_eq!(lr["spec"]["limits"][0]["default"], json!({"cpu": "2"}));
-        assert_eq!(lr["spec"]["limits"][0]["defaultRequest"], json!({"cpu": "2"}));
+        assert_eq!(
+            lr["spec"]["limits"][0]["defaultRequest"],
+            json!({"cpu": "2"})
+        );
     }
 
     #[test]
     fn reorder_keeps_unknown_keys_last() {
         let mut v = json!({"z": 1, "b": 2, "a": 3});
         reorder(&mut v, &["a", "b"]);
-        assert_eq!(v.as_object().unwrap().keys().collect::<Vec<_>>(), vec!["a", "b", "z"]);
+        assert_eq!(
+            v.as_object().unwrap().keys().collect::<Vec<_>>(),
+            vec!["a", "b", "z"]
+        );
     }
 }

@@ -27,8 +27,15 @@ pub use alloc::Allocators;
 
 /// `<plural> "<name>" is forbidden: <reason>` as admission plugins answer.
 pub fn forbidden(def: &ResourceDef, name: &str, reason: &str) -> ApiError {
-    let qualified = if def.group.is_empty() { def.plural.to_string() } else { format!("{}.{}", def.plural, def.group) };
-    ApiError::forbidden(format!("{qualified} \"{name}\" is forbidden: {reason}"), Some(ApiError::details(def.group, def.plural, name)))
+    let qualified = if def.group.is_empty() {
+        def.plural.to_string()
+    } else {
+        format!("{}.{}", def.plural, def.group)
+    };
+    ApiError::forbidden(
+        format!("{qualified} \"{name}\" is forbidden: {reason}"),
+        Some(ApiError::details(def.group, def.plural, name)),
+    )
 }
 
 fn obj_name(obj: &Value) -> String {
@@ -37,7 +44,13 @@ fn obj_name(obj: &Value) -> String {
 
 /// Store `obj` as is with a fresh resourceVersion (server-side writes that skip the verb
 /// machinery: quota charges, bindings).
-pub fn put_direct(st: &mut State, storage: &'static str, ns: &str, name: &str, mut obj: Value) -> Arc<Value> {
+pub fn put_direct(
+    st: &mut State,
+    storage: &'static str,
+    ns: &str,
+    name: &str,
+    mut obj: Value,
+) -> Arc<Value> {
     let rv = st.store.next_rv();
     obj["metadata"]["resourceVersion"] = json!(rv.to_string());
     st.store.put(storage, ns, name, obj, rv)
@@ -48,7 +61,10 @@ pub fn put_direct(st: &mut State, storage: &'static str, ns: &str, name: &str, m
 fn taint_new_node(node: &mut Value) {
     let taint = json!({"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"});
     let spec = &mut node["spec"];
-    let has = spec["taints"].as_array().is_some_and(|t| t.iter().any(|t| t["key"] == taint["key"] && t["effect"] == taint["effect"]));
+    let has = spec["taints"].as_array().is_some_and(|t| {
+        t.iter()
+            .any(|t| t["key"] == taint["key"] && t["effect"] == taint["effect"])
+    });
     if has {
         return;
     }
@@ -59,7 +75,13 @@ fn taint_new_node(node: &mut Value) {
 }
 
 /// Defaulting and admission before validation (create).
-pub fn admit_create(st: &mut State, def: &ResourceDef, ns: &str, obj: &mut Value, _ctx: &WriteCtx) -> Result<(), ApiError> {
+pub fn admit_create(
+    st: &mut State,
+    def: &ResourceDef,
+    ns: &str,
+    obj: &mut Value,
+    _ctx: &WriteCtx,
+) -> Result<(), ApiError> {
     match (def.group, def.plural) {
         ("", "pods") => {
             defaults::default_pod(obj);
@@ -88,11 +110,21 @@ pub fn admit_create(st: &mut State, def: &ResourceDef, ns: &str, obj: &mut Value
 }
 
 /// Allocate the ClusterIP and node ports of a service being created.
-fn allocate_service(st: &mut State, ns: &str, obj: &mut Value, reserve: bool) -> Result<(), ApiError> {
+fn allocate_service(
+    st: &mut State,
+    ns: &str,
+    obj: &mut Value,
+    reserve: bool,
+) -> Result<(), ApiError> {
     let me = alloc::owner(ns, &obj_name(obj));
     if alloc::needs_cluster_ip(obj) {
-        let requested = obj["spec"]["clusterIP"].as_str().filter(|s| !s.is_empty()).map(str::to_string);
-        let ip = st.alloc.allocate_ip(&st.store, &me, requested.as_deref(), reserve)?;
+        let requested = obj["spec"]["clusterIP"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .map(str::to_string);
+        let ip = st
+            .alloc
+            .allocate_ip(&st.store, &me, requested.as_deref(), reserve)?;
         obj["spec"]["clusterIP"] = json!(ip);
         obj["spec"]["clusterIPs"] = json!([ip]);
     }
@@ -104,24 +136,40 @@ fn allocate_service(st: &mut State, ns: &str, obj: &mut Value, reserve: bool) ->
 }
 
 /// Give every port of `obj` a node port; ports in `held` are already this service's.
-fn allocate_node_ports(st: &mut State, me: &str, obj: &mut Value, held: &[u16], reserve: bool) -> Result<(), ApiError> {
+fn allocate_node_ports(
+    st: &mut State,
+    me: &str,
+    obj: &mut Value,
+    held: &[u16],
+    reserve: bool,
+) -> Result<(), ApiError> {
     let n = obj["spec"]["ports"].as_array().map(Vec::len).unwrap_or(0);
     for i in 0..n {
-        let requested = obj["spec"]["ports"][i]["nodePort"].as_i64().filter(|p| *p != 0);
+        let requested = obj["spec"]["ports"][i]["nodePort"]
+            .as_i64()
+            .filter(|p| *p != 0);
         if let Some(r) = requested
             && u16::try_from(r).is_ok_and(|r| held.contains(&r))
         {
             continue;
         }
         let field = format!("spec.ports[{i}].nodePort");
-        let p = st.alloc.allocate_port(&st.store, me, &field, requested, reserve)?;
+        let p = st
+            .alloc
+            .allocate_port(&st.store, me, &field, requested, reserve)?;
         obj["spec"]["ports"][i]["nodePort"] = json!(p);
     }
     Ok(())
 }
 
 /// Admission after validation and the existence check (allocations, quota charge).
-pub fn admit_create_checked(st: &mut State, def: &ResourceDef, ns: &str, obj: &mut Value, ctx: &WriteCtx) -> Result<(), ApiError> {
+pub fn admit_create_checked(
+    st: &mut State,
+    def: &ResourceDef,
+    ns: &str,
+    obj: &mut Value,
+    ctx: &WriteCtx,
+) -> Result<(), ApiError> {
     let name = obj_name(obj);
     if def.group.is_empty() && def.plural == "pods" {
         pods::limit_ranger_validate(&st.store, ns, obj).map_err(|r| forbidden(def, &name, &r))?;
@@ -130,7 +178,8 @@ pub fn admit_create_checked(st: &mut State, def: &ResourceDef, ns: &str, obj: &m
         allocate_service(st, ns, obj, !ctx.dry_run)?;
     }
     if def.namespaced {
-        let charges = quota::check_create(&st.store, def, ns, obj).map_err(|r| forbidden(def, &name, &r))?;
+        let charges =
+            quota::check_create(&st.store, def, ns, obj).map_err(|r| forbidden(def, &name, &r))?;
         if !ctx.dry_run {
             for (qname, status) in charges {
                 if let Some(old) = st.store.get("resourcequotas", ns, &qname) {
@@ -147,23 +196,41 @@ pub fn admit_create_checked(st: &mut State, def: &ResourceDef, ns: &str, obj: &m
 /// Bookkeeping once a create is stored.
 pub fn after_create(st: &mut State, def: &ResourceDef, ns: &str, obj: &Value) {
     if def.group.is_empty() && def.plural == "services" {
-        st.alloc.claim_service(&alloc::owner(ns, &obj_name(obj)), obj);
+        st.alloc
+            .claim_service(&alloc::owner(ns, &obj_name(obj)), obj);
     }
 }
 
 /// Service update: keep what was allocated, allocate what the new type needs, drop what it
 /// no longer needs (only values the client did not change).
-fn admit_service_update(st: &mut State, ns: &str, old: &Value, obj: &mut Value, reserve: bool) -> Result<(), ApiError> {
+fn admit_service_update(
+    st: &mut State,
+    ns: &str,
+    old: &Value,
+    obj: &mut Value,
+    reserve: bool,
+) -> Result<(), ApiError> {
     let me = alloc::owner(ns, &obj_name(obj));
     if !obj["spec"].is_object() {
         obj["spec"] = json!({});
     }
     let old_spec = &old["spec"];
-    let new_type = obj["spec"]["type"].as_str().filter(|t| !t.is_empty()).unwrap_or("ClusterIP").to_string();
+    let new_type = obj["spec"]["type"]
+        .as_str()
+        .filter(|t| !t.is_empty())
+        .unwrap_or("ClusterIP")
+        .to_string();
     let old_type = old_spec["type"].as_str().unwrap_or("ClusterIP").to_string();
     if new_type != "ExternalName" {
-        let empty = |v: &Value| v.is_null() || v.as_str().is_some_and(str::is_empty) || v.as_array().is_some_and(|a| a.is_empty());
-        if empty(&obj["spec"]["clusterIP"]) && empty(&obj["spec"]["clusterIPs"]) && !empty(&old_spec["clusterIP"]) {
+        let empty = |v: &Value| {
+            v.is_null()
+                || v.as_str().is_some_and(str::is_empty)
+                || v.as_array().is_some_and(|a| a.is_empty())
+        };
+        if empty(&obj["spec"]["clusterIP"])
+            && empty(&obj["spec"]["clusterIPs"])
+            && !empty(&old_spec["clusterIP"])
+        {
             obj["spec"]["clusterIP"] = old_spec["clusterIP"].clone();
             obj["spec"]["clusterIPs"] = old_spec["clusterIPs"].clone();
         }
@@ -180,9 +247,19 @@ fn admit_service_update(st: &mut State, ns: &str, old: &Value, obj: &mut Value, 
             .as_array()
             .into_iter()
             .flatten()
-            .map(|p| (p["name"].as_str().unwrap_or("").to_string(), p["nodePort"].as_i64().unwrap_or(0)))
+            .map(|p| {
+                (
+                    p["name"].as_str().unwrap_or("").to_string(),
+                    p["nodePort"].as_i64().unwrap_or(0),
+                )
+            })
             .collect();
-        let used: Vec<i64> = obj["spec"]["ports"].as_array().into_iter().flatten().filter_map(|p| p["nodePort"].as_i64()).collect();
+        let used: Vec<i64> = obj["spec"]["ports"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["nodePort"].as_i64())
+            .collect();
         if let Some(ports) = obj["spec"].get_mut("ports").and_then(Value::as_array_mut) {
             for p in ports {
                 if p["nodePort"].as_i64().unwrap_or(0) == 0 {
@@ -198,16 +275,17 @@ fn admit_service_update(st: &mut State, ns: &str, old: &Value, obj: &mut Value, 
         }
     }
     defaults::default_service(obj);
-    if new_type == "ExternalName" && old_type != "ExternalName" {
-        if let Some(spec) = obj["spec"].as_object_mut() {
-            if spec.get("clusterIP") == old_spec.get("clusterIP") {
-                spec.remove("clusterIP");
-                spec.remove("clusterIPs");
-            }
-            spec.remove("ipFamilies");
-            spec.remove("ipFamilyPolicy");
-            spec.remove("internalTrafficPolicy");
+    if new_type == "ExternalName"
+        && old_type != "ExternalName"
+        && let Some(spec) = obj["spec"].as_object_mut()
+    {
+        if spec.get("clusterIP") == old_spec.get("clusterIP") {
+            spec.remove("clusterIP");
+            spec.remove("clusterIPs");
         }
+        spec.remove("ipFamilies");
+        spec.remove("ipFamilyPolicy");
+        spec.remove("internalTrafficPolicy");
     }
     if !alloc::needs_node_ports(obj) {
         let keep_etp = new_type == "NodePort" || new_type == "LoadBalancer";
@@ -234,7 +312,11 @@ fn admit_service_update(st: &mut State, ns: &str, old: &Value, obj: &mut Value, 
         let cip = obj["spec"]["clusterIP"].as_str().unwrap_or("").to_string();
         let old_cip = old_spec["clusterIP"].as_str().unwrap_or("");
         if cip.is_empty() || cip != old_cip {
-            let requested = if cip.is_empty() { None } else { Some(cip.as_str()) };
+            let requested = if cip.is_empty() {
+                None
+            } else {
+                Some(cip.as_str())
+            };
             // A changed IP on a service that already had one is validation's to refuse.
             if old_cip.is_empty() || old_cip == "None" || old_type == "ExternalName" {
                 let ip = st.alloc.allocate_ip(&st.store, &me, requested, reserve)?;
@@ -251,10 +333,20 @@ fn admit_service_update(st: &mut State, ns: &str, old: &Value, obj: &mut Value, 
 }
 
 /// Defaulting and admission before validation (update through the main resource).
-pub fn admit_update(st: &mut State, def: &ResourceDef, ns: &str, old: &Value, obj: &mut Value, ctx: &WriteCtx) -> Result<(), ApiError> {
+pub fn admit_update(
+    st: &mut State,
+    def: &ResourceDef,
+    ns: &str,
+    old: &Value,
+    obj: &mut Value,
+    ctx: &WriteCtx,
+) -> Result<(), ApiError> {
     match (def.group, def.plural) {
         ("", "pods") => {
             defaults::default_pod(obj);
+            // DefaultTolerationSeconds admits updates too.
+            pods::default_tolerations(obj);
+            defaults::default_pod_conditions(obj);
             defaults::order_pod(obj);
         }
         ("", "services") => admit_service_update(st, ns, old, obj, !ctx.dry_run)?,
@@ -285,13 +377,24 @@ pub fn admit_update(st: &mut State, def: &ResourceDef, ns: &str, old: &Value, ob
 /// Release what the object held (IPs, ports).
 pub fn after_delete(st: &mut State, def: &ResourceDef, ns: &str, obj: &Value) {
     if def.group.is_empty() && def.plural == "services" {
-        st.alloc.release_service(&alloc::owner(ns, &obj_name(obj)), obj);
+        st.alloc
+            .release_service(&alloc::owner(ns, &obj_name(obj)), obj);
     }
 }
 
 /// `pods/binding`: set spec.nodeName once (and the PodScheduled condition).
-pub fn bind(st: &mut State, def: &ResourceDef, ns: &str, name: &str, body: &Value, ctx: &WriteCtx) -> Result<Value, ApiError> {
-    let pod = st.store.get(def.storage, ns, name).ok_or_else(|| ApiError::not_found(def.group, def.plural, name))?;
+pub fn bind(
+    st: &mut State,
+    def: &ResourceDef,
+    ns: &str,
+    name: &str,
+    body: &Value,
+    ctx: &WriteCtx,
+) -> Result<Value, ApiError> {
+    let pod = st
+        .store
+        .get(def.storage, ns, name)
+        .ok_or_else(|| ApiError::not_found(def.group, def.plural, name))?;
     let node = body["target"]["name"].as_str().unwrap_or("");
     if node.is_empty() {
         return Err(ApiError::invalid(
@@ -302,27 +405,55 @@ pub fn bind(st: &mut State, def: &ResourceDef, ns: &str, name: &str, body: &Valu
         ));
     }
     if !pod["metadata"]["deletionTimestamp"].is_null() {
-        return Err(ApiError::conflict("", "pods/binding", name, &format!("pod {name} is being deleted, cannot be assigned to a host")));
+        return Err(ApiError::conflict(
+            "",
+            "pods/binding",
+            name,
+            &format!("pod {name} is being deleted, cannot be assigned to a host"),
+        ));
     }
     if let Some(uid) = body["metadata"]["uid"].as_str().filter(|u| !u.is_empty())
         && uid != pod["metadata"]["uid"].as_str().unwrap_or("")
     {
-        return Err(ApiError::conflict("", "pods/binding", name, "the UID in the precondition does not match the UID in record"));
+        return Err(ApiError::conflict(
+            "",
+            "pods/binding",
+            name,
+            "the UID in the precondition does not match the UID in record",
+        ));
     }
     if let Some(current) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
-        return Err(ApiError::conflict("", "pods/binding", name, &format!("pod {name} is already assigned to node {current:?}")));
+        return Err(ApiError::conflict(
+            "",
+            "pods/binding",
+            name,
+            &format!("pod {name} is already assigned to node {current:?}"),
+        ));
     }
     if !ctx.dry_run {
         let mut updated = (*pod).clone();
-        pods::apply_binding(&mut updated, node, body["metadata"]["annotations"].as_object(), &now_rfc3339());
+        pods::apply_binding(
+            &mut updated,
+            node,
+            body["metadata"]["annotations"].as_object(),
+            &now_rfc3339(),
+        );
         put_direct(st, def.storage, ns, name, updated);
     }
-    Ok(json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}))
+    Ok(
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+    )
 }
 
 /// `serviceaccounts/token`: a TokenRequest answer.
 pub fn token_request(st: &State, ns: &str, name: &str, body: &Value) -> Result<Value, ApiError> {
-    token::token_request(&st.store, ns, name, body, jiff::Timestamp::now().as_second())
+    token::token_request(
+        &st.store,
+        ns,
+        name,
+        body,
+        jiff::Timestamp::now().as_second(),
+    )
 }
 
 /// Status-subresource writes: what the status strategies backfill (a pod's immutable
@@ -330,12 +461,15 @@ pub fn token_request(st: &State, ns: &str, name: &str, body: &Value) -> Result<V
 pub fn admit_status_update(def: &ResourceDef, old: &Value, obj: &mut Value) {
     match (def.group, def.plural) {
         ("", "pods") => {
-            if obj["status"]["qosClass"].as_str().is_none_or(str::is_empty) && old["status"]["qosClass"].is_string() {
+            if obj["status"]["qosClass"].as_str().is_none_or(str::is_empty)
+                && old["status"]["qosClass"].is_string()
+            {
                 if !obj["status"].is_object() {
                     obj["status"] = json!({});
                 }
                 obj["status"]["qosClass"] = old["status"]["qosClass"].clone();
             }
+            defaults::default_pod_conditions(obj);
             defaults::order_pod(obj);
         }
         ("", "nodes") => defaults::default_node(obj),

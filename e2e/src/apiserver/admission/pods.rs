@@ -16,11 +16,17 @@ pub fn service_account(store: &Store, ns: &str, pod: &mut Value) -> Result<(), S
         return Ok(());
     }
     let spec = &mut pod["spec"];
-    let name = spec["serviceAccountName"].as_str().filter(|s| !s.is_empty()).unwrap_or("default").to_string();
+    let name = spec["serviceAccountName"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .unwrap_or("default")
+        .to_string();
     spec["serviceAccountName"] = json!(name);
     spec["serviceAccount"] = json!(name);
     let Some(sa) = store.get("serviceaccounts", ns, &name) else {
-        return Err(format!("error looking up service account {ns}/{name}: serviceaccount \"{name}\" not found"));
+        return Err(format!(
+            "error looking up service account {ns}/{name}: serviceaccount \"{name}\" not found"
+        ));
     };
     let automount = match spec["automountServiceAccountToken"].as_bool() {
         Some(b) => b,
@@ -32,7 +38,11 @@ pub fn service_account(store: &Store, ns: &str, pod: &mut Value) -> Result<(), S
     let containers_have_mount = |spec: &Value| {
         ["initContainers", "containers"].iter().any(|l| {
             spec[*l].as_array().into_iter().flatten().any(|c| {
-                c["volumeMounts"].as_array().into_iter().flatten().any(|m| m["mountPath"] == SA_MOUNT_PATH)
+                c["volumeMounts"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|m| m["mountPath"] == SA_MOUNT_PATH)
             })
         })
     };
@@ -104,7 +114,10 @@ const CONTAINER_ORDER_HINT: &[&str] = &[
 
 /// DefaultTolerationSeconds: tolerate not-ready / unreachable for 300s unless already tolerated.
 pub fn default_tolerations(pod: &mut Value) {
-    let tol: Vec<Value> = pod["spec"]["tolerations"].as_array().cloned().unwrap_or_default();
+    let tol: Vec<Value> = pod["spec"]["tolerations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let tolerates = |key: &str| {
         tol.iter().any(|t| {
             let k = t["key"].as_str().unwrap_or("");
@@ -113,7 +126,10 @@ pub fn default_tolerations(pod: &mut Value) {
         })
     };
     let mut out = tol.clone();
-    for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
+    for key in [
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+    ] {
         if !tolerates(key) {
             out.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
         }
@@ -146,8 +162,13 @@ pub fn limit_ranger_defaults(store: &Store, ns: &str, pod: &mut Value) {
         return;
     }
     let mut notes: Vec<String> = Vec::new();
-    for (list, prefix) in [("containers", "container"), ("initContainers", "init container")] {
-        let Some(cs) = pod["spec"].get_mut(list).and_then(Value::as_array_mut) else { continue };
+    for (list, prefix) in [
+        ("containers", "container"),
+        ("initContainers", "init container"),
+    ] {
+        let Some(cs) = pod["spec"].get_mut(list).and_then(Value::as_array_mut) else {
+            continue;
+        };
         for c in cs {
             let cname = c["name"].as_str().unwrap_or("").to_string();
             if !c["resources"].is_object() {
@@ -178,10 +199,16 @@ pub fn limit_ranger_defaults(store: &Store, ns: &str, pod: &mut Value) {
             set_requests.sort();
             set_limits.sort();
             if !set_requests.is_empty() {
-                notes.push(format!("{} request for {prefix} {cname}", set_requests.join(", ")));
+                notes.push(format!(
+                    "{} request for {prefix} {cname}",
+                    set_requests.join(", ")
+                ));
             }
             if !set_limits.is_empty() {
-                notes.push(format!("{} limit for {prefix} {cname}", set_limits.join(", ")));
+                notes.push(format!(
+                    "{} limit for {prefix} {cname}",
+                    set_limits.join(", ")
+                ));
             }
         }
     }
@@ -189,7 +216,8 @@ pub fn limit_ranger_defaults(store: &Store, ns: &str, pod: &mut Value) {
         if !pod["metadata"]["annotations"].is_object() {
             pod["metadata"]["annotations"] = json!({});
         }
-        pod["metadata"]["annotations"]["kubernetes.io/limit-ranger"] = json!(format!("LimitRanger plugin set: {}", notes.join("; ")));
+        pod["metadata"]["annotations"]["kubernetes.io/limit-ranger"] =
+            json!(format!("LimitRanger plugin set: {}", notes.join("; ")));
     }
 }
 
@@ -200,12 +228,30 @@ fn q(v: &Value) -> Option<Quantity> {
 /// LimitRanger validation (min/max/ratio per Container and per Pod). `Err` is the reason.
 pub fn limit_ranger_validate(store: &Store, ns: &str, pod: &Value) -> Result<(), String> {
     let mut errs: Vec<String> = Vec::new();
-    let containers: Vec<&Value> = pod["spec"]["containers"].as_array().into_iter().flatten().chain(pod["spec"]["initContainers"].as_array().into_iter().flatten()).collect();
+    let containers: Vec<&Value> = pod["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(
+            pod["spec"]["initContainers"]
+                .as_array()
+                .into_iter()
+                .flatten(),
+        )
+        .collect();
     for lr in store.list("limitranges", Some(ns)) {
         for item in lr["spec"]["limits"].as_array().into_iter().flatten() {
             let ty = item["type"].as_str().unwrap_or("");
             let subjects: Vec<(Value, Value)> = match ty {
-                "Container" => containers.iter().map(|c| (c["resources"]["requests"].clone(), c["resources"]["limits"].clone())).collect(),
+                "Container" => containers
+                    .iter()
+                    .map(|c| {
+                        (
+                            c["resources"]["requests"].clone(),
+                            c["resources"]["limits"].clone(),
+                        )
+                    })
+                    .collect(),
                 "Pod" => {
                     let mut req = json!({});
                     let mut lim = json!({});
@@ -227,16 +273,24 @@ pub fn limit_ranger_validate(store: &Store, ns: &str, pod: &Value) -> Result<(),
                 for (k, min) in item["min"].as_object().into_iter().flatten() {
                     let Some(min) = q(min) else { continue };
                     match q(&req[k]) {
-                        None => errs.push(format!("minimum {k} usage per {ty} is {min}.  No request is specified")),
-                        Some(r) if r < min => errs.push(format!("minimum {k} usage per {ty} is {min}, but request is {r}")),
+                        None => errs.push(format!(
+                            "minimum {k} usage per {ty} is {min}.  No request is specified"
+                        )),
+                        Some(r) if r < min => errs.push(format!(
+                            "minimum {k} usage per {ty} is {min}, but request is {r}"
+                        )),
                         _ => {}
                     }
                 }
                 for (k, max) in item["max"].as_object().into_iter().flatten() {
                     let Some(max) = q(max) else { continue };
                     match q(&lim[k]) {
-                        None => errs.push(format!("maximum {k} usage per {ty} is {max}.  No limit is specified")),
-                        Some(l) if l > max => errs.push(format!("maximum {k} usage per {ty} is {max}, but limit is {l}")),
+                        None => errs.push(format!(
+                            "maximum {k} usage per {ty} is {max}.  No limit is specified"
+                        )),
+                        Some(l) if l > max => errs.push(format!(
+                            "maximum {k} usage per {ty} is {max}, but limit is {l}"
+                        )),
                         _ => {}
                     }
                 }
@@ -261,7 +315,10 @@ fn builtin_priority(name: &str) -> Option<i64> {
 
 /// Priority admission: resolve `priorityClassName` into `priority` and `preemptionPolicy`.
 pub fn priority(store: &Store, pod: &mut Value) -> Result<(), String> {
-    let name = pod["spec"]["priorityClassName"].as_str().unwrap_or("").to_string();
+    let name = pod["spec"]["priorityClassName"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
     let (value, policy) = if name.is_empty() {
         let default = store
             .list("priorityclasses", None)
@@ -271,12 +328,18 @@ pub fn priority(store: &Store, pod: &mut Value) -> Result<(), String> {
         match default {
             Some(pc) => {
                 pod["spec"]["priorityClassName"] = pc["metadata"]["name"].clone();
-                (pc["value"].as_i64().unwrap_or(0), pc["preemptionPolicy"].as_str().map(str::to_string))
+                (
+                    pc["value"].as_i64().unwrap_or(0),
+                    pc["preemptionPolicy"].as_str().map(str::to_string),
+                )
             }
             None => (0, None),
         }
     } else if let Some(pc) = store.get("priorityclasses", "", &name) {
-        (pc["value"].as_i64().unwrap_or(0), pc["preemptionPolicy"].as_str().map(str::to_string))
+        (
+            pc["value"].as_i64().unwrap_or(0),
+            pc["preemptionPolicy"].as_str().map(str::to_string),
+        )
     } else if let Some(v) = builtin_priority(&name) {
         (v, None)
     } else {
@@ -290,14 +353,23 @@ pub fn priority(store: &Store, pod: &mut Value) -> Result<(), String> {
         ));
     }
     pod["spec"]["priority"] = json!(value);
-    if pod["spec"]["preemptionPolicy"].as_str().is_none_or(str::is_empty) {
-        pod["spec"]["preemptionPolicy"] = json!(policy.unwrap_or_else(|| "PreemptLowerPriority".into()));
+    if pod["spec"]["preemptionPolicy"]
+        .as_str()
+        .is_none_or(str::is_empty)
+    {
+        pod["spec"]["preemptionPolicy"] =
+            json!(policy.unwrap_or_else(|| "PreemptLowerPriority".into()));
     }
     Ok(())
 }
 
 /// Apply a binding to a stored pod: nodeName, the PodScheduled condition, binding annotations.
-pub fn apply_binding(pod: &mut Value, node: &str, annotations: Option<&serde_json::Map<String, Value>>, now: &str) {
+pub fn apply_binding(
+    pod: &mut Value,
+    node: &str,
+    annotations: Option<&serde_json::Map<String, Value>>,
+    now: &str,
+) {
     pod["spec"]["nodeName"] = json!(node);
     if let Some(a) = annotations.filter(|a| !a.is_empty()) {
         if !pod["metadata"]["annotations"].is_object() {
@@ -332,7 +404,13 @@ mod tests {
     fn store() -> Store {
         let mut s = Store::new(100);
         let rv = s.next_rv();
-        s.put("serviceaccounts", "ns", "default", json!({"metadata": {"name": "default"}}), rv);
+        s.put(
+            "serviceaccounts",
+            "ns",
+            "default",
+            json!({"metadata": {"name": "default"}}),
+            rv,
+        );
         s
     }
 
@@ -344,7 +422,10 @@ mod tests {
         let vol = pod["spec"]["volumes"][0]["name"].as_str().unwrap();
         assert!(vol.starts_with("kube-api-access-") && vol.len() == "kube-api-access-".len() + 5);
         for c in pod["spec"]["containers"].as_array().unwrap() {
-            assert_eq!(c["volumeMounts"][0], json!({"name": vol, "readOnly": true, "mountPath": SA_MOUNT_PATH}));
+            assert_eq!(
+                c["volumeMounts"][0],
+                json!({"name": vol, "readOnly": true, "mountPath": SA_MOUNT_PATH})
+            );
         }
         assert_eq!(pod["spec"]["serviceAccountName"], "default");
     }
@@ -357,7 +438,8 @@ mod tests {
             service_account(&s, "ns", &mut pod).unwrap_err(),
             "error looking up service account ns/nope: serviceaccount \"nope\" not found"
         );
-        let mut pod = json!({"spec": {"automountServiceAccountToken": false, "containers": [{"name": "c"}]}});
+        let mut pod =
+            json!({"spec": {"automountServiceAccountToken": false, "containers": [{"name": "c"}]}});
         service_account(&s, "ns", &mut pod).unwrap();
         assert!(pod["spec"]["volumes"].is_null());
     }
@@ -393,7 +475,10 @@ mod tests {
             pod["metadata"]["annotations"]["kubernetes.io/limit-ranger"],
             "LimitRanger plugin set: cpu, memory request for container c; cpu, memory limit for container c"
         );
-        assert_eq!(pod["spec"]["containers"][0]["resources"], json!({"limits": {"cpu": "500m", "memory": "256Mi"}, "requests": {"cpu": "100m", "memory": "64Mi"}}));
+        assert_eq!(
+            pod["spec"]["containers"][0]["resources"],
+            json!({"limits": {"cpu": "500m", "memory": "256Mi"}, "requests": {"cpu": "100m", "memory": "64Mi"}})
+        );
         assert!(limit_ranger_validate(&s, "ns", &pod).is_ok());
     }
 
@@ -402,7 +487,10 @@ mod tests {
         let s = lr_store();
         let mut pod = json!({"metadata": {}, "spec": {"containers": [{"name": "c", "resources": {"limits": {"cpu": "4"}, "requests": {"cpu": "4"}}}]}});
         limit_ranger_defaults(&s, "ns", &mut pod);
-        assert_eq!(limit_ranger_validate(&s, "ns", &pod).unwrap_err(), "maximum cpu usage per Container is 2, but limit is 4");
+        assert_eq!(
+            limit_ranger_validate(&s, "ns", &pod).unwrap_err(),
+            "maximum cpu usage per Container is 2, but limit is 4"
+        );
     }
 
     #[test]
@@ -417,6 +505,9 @@ mod tests {
         priority(&s, &mut pod).unwrap();
         assert_eq!(pod["spec"]["priority"], 0);
         let mut pod = json!({"spec": {"priorityClassName": "nope"}});
-        assert_eq!(priority(&s, &mut pod).unwrap_err(), "no PriorityClass with name nope was found");
+        assert_eq!(
+            priority(&s, &mut pod).unwrap_err(),
+            "no PriorityClass with name nope was found"
+        );
     }
 }

@@ -45,12 +45,18 @@ impl Ord for Quantity {
 impl Quantity {
     /// Zero, printed as `0`.
     pub fn zero() -> Quantity {
-        Quantity { nanos: 0, format: Format::DecimalSI }
+        Quantity {
+            nanos: 0,
+            format: Format::DecimalSI,
+        }
     }
 
     /// An integer count (`pods: 3`).
     pub fn count(n: i64) -> Quantity {
-        Quantity { nanos: i128::from(n) * NANO, format: Format::DecimalSI }
+        Quantity {
+            nanos: i128::from(n) * NANO,
+            format: Format::DecimalSI,
+        }
     }
 
     pub fn is_zero(&self) -> bool {
@@ -68,7 +74,9 @@ impl Quantity {
             b'+' => (false, &s[1..]),
             _ => (false, s),
         };
-        let num_end = body.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(body.len());
+        let num_end = body
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(body.len());
         let (num, suffix) = body.split_at(num_end);
         if num.is_empty() || num == "." || num.matches('.').count() > 1 {
             return None;
@@ -76,7 +84,11 @@ impl Quantity {
         let (int_part, frac_part) = num.split_once('.').unwrap_or((num, ""));
         // value = digits * 10^(-frac_len), kept as (mantissa, exp10).
         let digits = format!("{int_part}{frac_part}");
-        let mantissa: i128 = if digits.is_empty() { 0 } else { digits.parse().ok()? };
+        let mantissa: i128 = if digits.is_empty() {
+            0
+        } else {
+            digits.parse().ok()?
+        };
         let mut exp10: i32 = -(frac_part.len() as i32);
         let mut mul: i128 = 1;
         let format = match suffix {
@@ -130,7 +142,9 @@ impl Quantity {
                 Format::BinarySI
             }
             _ => {
-                let e = suffix.strip_prefix('e').or_else(|| suffix.strip_prefix('E'))?;
+                let e = suffix
+                    .strip_prefix('e')
+                    .or_else(|| suffix.strip_prefix('E'))?;
                 let e: i32 = e.parse().ok()?;
                 exp10 += e;
                 Format::DecimalExponent
@@ -146,18 +160,31 @@ impl Quantity {
             let q = base / div;
             if base % div != 0 { q + 1 } else { q }
         };
-        Some(Quantity { nanos: if neg { -nanos } else { nanos }, format })
+        Some(Quantity {
+            nanos: if neg { -nanos } else { nanos },
+            format,
+        })
     }
 
     /// `self + other`; a zero receiver takes the other's format (Go's `Quantity.Add`).
     pub fn add(&self, other: &Quantity) -> Quantity {
-        let format = if self.nanos == 0 { other.format } else { self.format };
-        Quantity { nanos: self.nanos + other.nanos, format }
+        let format = if self.nanos == 0 {
+            other.format
+        } else {
+            self.format
+        };
+        Quantity {
+            nanos: self.nanos + other.nanos,
+            format,
+        }
     }
 
     /// `self - other`, keeping the receiver's format.
     pub fn sub(&self, other: &Quantity) -> Quantity {
-        Quantity { nanos: self.nanos - other.nanos, format: self.format }
+        Quantity {
+            nanos: self.nanos - other.nanos,
+            format: self.format,
+        }
     }
 
     /// Canonical string (`Quantity.String()`).
@@ -189,7 +216,11 @@ impl Quantity {
         m *= 10i128.pow(r as u32);
         exp -= r;
         if self.format == Format::DecimalExponent {
-            return if exp == 0 { format!("{sign}{m}") } else { format!("{sign}{m}e{exp}") };
+            return if exp == 0 {
+                format!("{sign}{m}")
+            } else {
+                format!("{sign}{m}e{exp}")
+            };
         }
         let suffix = match exp {
             -9 => "n",
@@ -248,7 +279,9 @@ mod tests {
     #[case("500m", "500m", "1")]
     #[case("1", "1", "2")]
     fn sums(#[case] a: &str, #[case] b: &str, #[case] want: &str) {
-        let s = Quantity::parse(a).unwrap().add(&Quantity::parse(b).unwrap());
+        let s = Quantity::parse(a)
+            .unwrap()
+            .add(&Quantity::parse(b).unwrap());
         assert_eq!(s.canonical(), want);
     }
 
@@ -257,7 +290,12 @@ mod tests {
     #[case("1Gi", "1073741824", Ordering::Equal)]
     #[case("1G", "1Gi", Ordering::Less)]
     fn comparisons(#[case] a: &str, #[case] b: &str, #[case] want: Ordering) {
-        assert_eq!(Quantity::parse(a).unwrap().cmp(&Quantity::parse(b).unwrap()), want);
+        assert_eq!(
+            Quantity::parse(a)
+                .unwrap()
+                .cmp(&Quantity::parse(b).unwrap()),
+            want
+        );
     }
 
     #[rstest]

@@ -32,19 +32,38 @@ pub fn sign(claims: &Value) -> String {
 }
 
 /// Answer a TokenRequest for service account `name` in `ns`.
-pub fn token_request(store: &Store, ns: &str, name: &str, body: &Value, now_secs: i64) -> Result<Value, ApiError> {
+pub fn token_request(
+    store: &Store,
+    ns: &str,
+    name: &str,
+    body: &Value,
+    now_secs: i64,
+) -> Result<Value, ApiError> {
     let spec = &body["spec"];
     let exp = spec["expirationSeconds"].as_i64().unwrap_or(3600);
     let invalid = |detail: &str| {
-        ApiError::invalid("authentication.k8s.io", "TokenRequest", "", &[FieldError::invalid("spec.expirationSeconds", &json!(exp), detail)])
+        ApiError::invalid(
+            "authentication.k8s.io",
+            "TokenRequest",
+            "",
+            &[FieldError::invalid(
+                "spec.expirationSeconds",
+                &json!(exp),
+                detail,
+            )],
+        )
     };
     if exp < 600 {
         return Err(invalid("may not specify a duration less than 10 minutes"));
     }
     if exp > 1 << 32 {
-        return Err(invalid("may not specify a duration larger than 2^32 seconds"));
+        return Err(invalid(
+            "may not specify a duration larger than 2^32 seconds",
+        ));
     }
-    let sa = store.get("serviceaccounts", ns, name).ok_or_else(|| ApiError::not_found("", "serviceaccounts", name))?;
+    let sa = store
+        .get("serviceaccounts", ns, name)
+        .ok_or_else(|| ApiError::not_found("", "serviceaccounts", name))?;
     let audiences: Vec<Value> = match spec["audiences"].as_array() {
         Some(a) if !a.is_empty() => a.clone(),
         _ => vec![json!(ISSUER)],
@@ -61,7 +80,8 @@ pub fn token_request(store: &Store, ns: &str, name: &str, body: &Value, now_secs
             Some((g, v)) => (g, v),
             None => ("", "v1"),
         };
-        let def = resources::find_kind(group, kind).filter(|d| matches!(d.plural, "pods" | "secrets" | "nodes"));
+        let def = resources::find_kind(group, kind)
+            .filter(|d| matches!(d.plural, "pods" | "secrets" | "nodes"));
         let Some(def) = def else {
             return Err(ApiError::invalid(
                 "authentication.k8s.io",
@@ -76,7 +96,9 @@ pub fn token_request(store: &Store, ns: &str, name: &str, body: &Value, now_secs
             ));
         };
         let obj_ns = if def.namespaced { ns } else { "" };
-        let obj = store.get(def.storage, obj_ns, bname).ok_or_else(|| ApiError::not_found(def.group, def.plural, bname))?;
+        let obj = store
+            .get(def.storage, obj_ns, bname)
+            .ok_or_else(|| ApiError::not_found(def.group, def.plural, bname))?;
         let uid = obj["metadata"]["uid"].as_str().unwrap_or("");
         if let Some(want) = bound["uid"].as_str().filter(|u| !u.is_empty())
             && want != uid
@@ -85,7 +107,9 @@ pub fn token_request(store: &Store, ns: &str, name: &str, body: &Value, now_secs
                 def.group,
                 def.plural,
                 bname,
-                &format!("the UID in the bound object reference ({want}) does not match the UID in record. The object might have been deleted and then recreated"),
+                &format!(
+                    "the UID in the bound object reference ({want}) does not match the UID in record. The object might have been deleted and then recreated"
+                ),
             ));
         }
         k8s[def.singular] = json!({"name": bname, "uid": uid});
@@ -101,8 +125,13 @@ pub fn token_request(store: &Store, ns: &str, name: &str, body: &Value, now_secs
         "sub": format!("system:serviceaccount:{ns}:{name}")
     });
     let token = sign(&claims);
-    let ts = |s: i64| jiff::Timestamp::from_second(s).map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()).unwrap_or_default();
-    let mut out_spec = json!({"audiences": audiences, "expirationSeconds": exp, "boundObjectRef": null});
+    let ts = |s: i64| {
+        jiff::Timestamp::from_second(s)
+            .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .unwrap_or_default()
+    };
+    let mut out_spec =
+        json!({"audiences": audiences, "expirationSeconds": exp, "boundObjectRef": null});
     if bound.is_object() {
         out_spec["boundObjectRef"] = bound.clone();
     }
@@ -118,7 +147,9 @@ pub fn token_request(store: &Store, ns: &str, name: &str, body: &Value, now_secs
 /// Decode a token's payload (tests and debugging).
 pub fn claims_of(token: &str) -> Option<Value> {
     let payload = token.split('.').nth(1)?;
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).ok()?;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
     serde_json::from_slice(&raw).ok()
 }
 
@@ -130,9 +161,21 @@ mod tests {
     fn store() -> Store {
         let mut s = Store::new(100);
         let rv = s.next_rv();
-        s.put("serviceaccounts", "ns", "default", json!({"metadata": {"name": "default", "uid": "sa-uid"}}), rv);
+        s.put(
+            "serviceaccounts",
+            "ns",
+            "default",
+            json!({"metadata": {"name": "default", "uid": "sa-uid"}}),
+            rv,
+        );
         let rv = s.next_rv();
-        s.put("pods", "ns", "p", json!({"metadata": {"name": "p", "uid": "pod-uid"}}), rv);
+        s.put(
+            "pods",
+            "ns",
+            "p",
+            json!({"metadata": {"name": "p", "uid": "pod-uid"}}),
+            rv,
+        );
         s
     }
 
@@ -143,12 +186,22 @@ mod tests {
         let token = out["status"]["token"].as_str().unwrap();
         let parts: Vec<&str> = token.split('.').collect();
         assert_eq!(parts.len(), 3);
-        assert!(parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')));
+        assert!(parts.iter().all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        }));
         let c = claims_of(token).unwrap();
         assert_eq!(c["sub"], "system:serviceaccount:ns:default");
         assert_eq!(c["aud"], json!(["https://conf.example.com"]));
-        assert_eq!(c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap(), 3600);
-        assert_eq!(c["kubernetes.io"]["pod"], json!({"name": "p", "uid": "pod-uid"}));
+        assert_eq!(
+            c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap(),
+            3600
+        );
+        assert_eq!(
+            c["kubernetes.io"]["pod"],
+            json!({"name": "p", "uid": "pod-uid"})
+        );
         assert_eq!(c["kubernetes.io"]["serviceaccount"]["uid"], "sa-uid");
         assert_eq!(out["spec"]["expirationSeconds"], 3600);
         assert_eq!(out["metadata"]["name"], "default");
@@ -159,12 +212,24 @@ mod tests {
     #[case("nope", json!({"spec": {}}), 404)]
     #[case("default", json!({"spec": {"boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": "gone"}}}), 404)]
     fn errors(#[case] sa: &str, #[case] body: Value, #[case] code: u16) {
-        assert_eq!(token_request(&store(), "ns", sa, &body, 0).unwrap_err().code, code);
+        assert_eq!(
+            token_request(&store(), "ns", sa, &body, 0)
+                .unwrap_err()
+                .code,
+            code
+        );
     }
 
     #[test]
     fn too_short_message() {
-        let e = token_request(&store(), "ns", "default", &json!({"spec": {"expirationSeconds": 60}}), 0).unwrap_err();
+        let e = token_request(
+            &store(),
+            "ns",
+            "default",
+            &json!({"spec": {"expirationSeconds": 60}}),
+            0,
+        )
+        .unwrap_err();
         assert_eq!(
             e.body["message"],
             "TokenRequest.authentication.k8s.io \"\" is invalid: spec.expirationSeconds: Invalid value: 60: may not specify a duration less than 10 minutes"

@@ -24,12 +24,18 @@ pub fn resolve(r: &Value, dep_ns: &str) -> Option<(&'static ResourceDef, String,
     let api_version = r["apiVersion"].as_str()?;
     let group = api_version.split_once('/').map(|(g, _)| g).unwrap_or("");
     let def = resources::find_kind(group, r["kind"].as_str()?)?;
-    let ns = if def.namespaced { dep_ns.to_string() } else { String::new() };
+    let ns = if def.namespaced {
+        dep_ns.to_string()
+    } else {
+        String::new()
+    };
     Some((def, ns, r["name"].as_str()?.to_string()))
 }
 
 pub fn has_finalizer(obj: &Value, f: &str) -> bool {
-    obj["metadata"]["finalizers"].as_array().is_some_and(|a| a.iter().any(|x| x == f))
+    obj["metadata"]["finalizers"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|x| x == f))
 }
 
 pub fn deleting(obj: &Value) -> bool {
@@ -37,7 +43,9 @@ pub fn deleting(obj: &Value) -> bool {
 }
 
 pub fn owner_state(st: &State, r: &Value, dep_ns: &str) -> OwnerState {
-    let Some((def, ns, name)) = resolve(r, dep_ns) else { return OwnerState::Solid };
+    let Some((def, ns, name)) = resolve(r, dep_ns) else {
+        return OwnerState::Solid;
+    };
     match st.store.get(def.storage, &ns, &name) {
         None => OwnerState::Dangling,
         Some(o) if o["metadata"]["uid"] != r["uid"] => OwnerState::Dangling,
@@ -58,11 +66,16 @@ fn ctx() -> WriteCtx {
 pub fn attempt_to_delete(st: &mut State, key: &Key, has_dependents: bool) {
     let (storage, ns, name) = key;
     let Some(def) = def_of(storage) else { return };
-    let Some(obj) = st.store.get(storage, ns, name) else { return };
+    let Some(obj) = st.store.get(storage, ns, name) else {
+        return;
+    };
     if deleting(&obj) {
         return;
     }
-    let refs: Vec<Value> = obj["metadata"]["ownerReferences"].as_array().cloned().unwrap_or_default();
+    let refs: Vec<Value> = obj["metadata"]["ownerReferences"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     if refs.is_empty() {
         return;
     }
@@ -72,7 +85,9 @@ pub fn attempt_to_delete(st: &mut State, key: &Key, has_dependents: bool) {
     for r in &refs {
         match owner_state(st, r, ns) {
             OwnerState::Solid => solid += 1,
-            OwnerState::Dangling => dangling_or_waiting.push(r["uid"].as_str().unwrap_or("").to_string()),
+            OwnerState::Dangling => {
+                dangling_or_waiting.push(r["uid"].as_str().unwrap_or("").to_string())
+            }
             OwnerState::Waiting => {
                 waiting += 1;
                 dangling_or_waiting.push(r["uid"].as_str().unwrap_or("").to_string());
@@ -83,7 +98,9 @@ pub fn attempt_to_delete(st: &mut State, key: &Key, has_dependents: bool) {
         if dangling_or_waiting.is_empty() {
             return;
         }
-        strip_refs(st, def, ns, name, &|r: &Value| dangling_or_waiting.iter().any(|u| r["uid"] == u.as_str()));
+        strip_refs(st, def, ns, name, &|r: &Value| {
+            dangling_or_waiting.iter().any(|u| r["uid"] == u.as_str())
+        });
         return;
     }
     let policy = if waiting > 0 && has_dependents {
@@ -95,14 +112,29 @@ pub fn attempt_to_delete(st: &mut State, key: &Key, has_dependents: bool) {
     } else {
         "Background"
     };
-    let opts = DeleteOpts { propagation: Some(policy.to_string()), precondition_uid: obj["metadata"]["uid"].as_str().map(str::to_string), ..DeleteOpts::default() };
+    let opts = DeleteOpts {
+        propagation: Some(policy.to_string()),
+        precondition_uid: obj["metadata"]["uid"].as_str().map(str::to_string),
+        ..DeleteOpts::default()
+    };
     let _ = st.delete(def, ns, name, &opts, &ctx());
 }
 
 /// Remove the owner references matching `drop` from an object.
-pub fn strip_refs(st: &mut State, def: &'static ResourceDef, ns: &str, name: &str, drop: &dyn Fn(&Value) -> bool) {
-    let Some(old) = st.store.get(def.storage, ns, name) else { return };
-    let refs: Vec<Value> = old["metadata"]["ownerReferences"].as_array().cloned().unwrap_or_default();
+pub fn strip_refs(
+    st: &mut State,
+    def: &'static ResourceDef,
+    ns: &str,
+    name: &str,
+    drop: &dyn Fn(&Value) -> bool,
+) {
+    let Some(old) = st.store.get(def.storage, ns, name) else {
+        return;
+    };
+    let refs: Vec<Value> = old["metadata"]["ownerReferences"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let kept: Vec<Value> = refs.iter().filter(|r| !drop(r)).cloned().collect();
     if kept.len() == refs.len() {
         return;
@@ -116,7 +148,10 @@ pub fn strip_refs(st: &mut State, def: &'static ResourceDef, ns: &str, name: &st
         }
     }
     if let Err(e) = st.update_from(def, ns, name, &old, new, None, &ctx()) {
-        tracing::debug!("garbage collector: strip ownerReferences of {ns}/{name}: {}", e.body["message"]);
+        tracing::debug!(
+            "garbage collector: strip ownerReferences of {ns}/{name}: {}",
+            e.body["message"]
+        );
     }
 }
 
@@ -124,12 +159,20 @@ pub fn strip_refs(st: &mut State, def: &'static ResourceDef, ns: &str, name: &st
 pub fn remove_finalizer(st: &mut State, key: &Key, f: &str) {
     let (storage, ns, name) = key;
     let Some(def) = def_of(storage) else { return };
-    let Some(old) = st.store.get(storage, ns, name) else { return };
+    let Some(old) = st.store.get(storage, ns, name) else {
+        return;
+    };
     if !has_finalizer(&old, f) {
         return;
     }
     let mut new = (*old).clone();
-    let kept: Vec<Value> = old["metadata"]["finalizers"].as_array().into_iter().flatten().filter(|x| *x != f).cloned().collect();
+    let kept: Vec<Value> = old["metadata"]["finalizers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|x| *x != f)
+        .cloned()
+        .collect();
     if let Some(m) = new["metadata"].as_object_mut() {
         if kept.is_empty() {
             m.remove("finalizers");
@@ -138,6 +181,9 @@ pub fn remove_finalizer(st: &mut State, key: &Key, f: &str) {
         }
     }
     if let Err(e) = st.update_from(def, ns, name, &old, new, None, &ctx()) {
-        tracing::debug!("garbage collector: remove finalizer {f} of {ns}/{name}: {}", e.body["message"]);
+        tracing::debug!(
+            "garbage collector: remove finalizer {f} of {ns}/{name}: {}",
+            e.body["message"]
+        );
     }
 }

@@ -35,7 +35,10 @@ const RESYNC_EVERY_TICKS: u32 = 25;
 /// Run the controller loops until `stop` flips.
 pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let mut rv_rx = shared.rv_tx.subscribe();
-    let interval = shared.config.controller_interval.max(Duration::from_millis(5));
+    let interval = shared
+        .config
+        .controller_interval
+        .max(Duration::from_millis(5));
     // Coalesce bursts of writes into one pass (bounded by the interval).
     let settle = interval.min(Duration::from_millis(5));
     let mut ctl = Controllers::default();
@@ -68,7 +71,7 @@ pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             _ = tokio::time::sleep(interval) => {
                 ticks += 1;
                 ctl.retry_terminating();
-                if ticks % RESYNC_EVERY_TICKS == 0 {
+                if ticks.is_multiple_of(RESYNC_EVERY_TICKS) {
                     full = true;
                 }
             }
@@ -95,7 +98,12 @@ struct Controllers {
 }
 
 fn owner_uids(obj: &Value) -> Vec<String> {
-    obj["metadata"]["ownerReferences"].as_array().into_iter().flatten().filter_map(|r| r["uid"].as_str().map(str::to_string)).collect()
+    obj["metadata"]["ownerReferences"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["uid"].as_str().map(str::to_string))
+        .collect()
 }
 
 fn name_of(obj: &Value) -> String {
@@ -129,7 +137,10 @@ impl Controllers {
         for storage in st.store.buckets() {
             let objs: Vec<Arc<Value>> = st.store.list(storage, None).cloned().collect();
             for obj in objs {
-                let ns = obj["metadata"]["namespace"].as_str().unwrap_or("").to_string();
+                let ns = obj["metadata"]["namespace"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string();
                 self.observe_object(st, storage, &ns, &obj, EventType::Added);
             }
         }
@@ -148,7 +159,10 @@ impl Controllers {
         }
         if !uids.is_empty() {
             for u in &uids {
-                self.dependents.entry(u.clone()).or_default().insert(key.clone());
+                self.dependents
+                    .entry(u.clone())
+                    .or_default()
+                    .insert(key.clone());
             }
             self.owners_of.insert(key.clone(), uids);
         }
@@ -158,7 +172,14 @@ impl Controllers {
         self.observe_object(st, c.storage, &c.namespace, &c.object, c.etype);
     }
 
-    fn observe_object(&mut self, st: &State, storage: &'static str, ns: &str, obj: &Value, etype: EventType) {
+    fn observe_object(
+        &mut self,
+        st: &State,
+        storage: &'static str,
+        ns: &str,
+        obj: &Value,
+        etype: EventType,
+    ) {
         let name = name_of(obj);
         let key: Key = (storage, ns.to_string(), name.clone());
         let deleting = gc::deleting(obj);
@@ -171,7 +192,11 @@ impl Controllers {
                     self.gc_check.extend(deps.iter().cloned());
                 }
                 // Foreground owners waiting on this dependent may be done now.
-                for r in obj["metadata"]["ownerReferences"].as_array().into_iter().flatten() {
+                for r in obj["metadata"]["ownerReferences"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                {
                     if let Some((def, ons, oname)) = gc::resolve(r, ns) {
                         self.gc_owners.insert((def.storage, ons, oname));
                     }
@@ -192,7 +217,16 @@ impl Controllers {
                             .store
                             .list("pods", None)
                             .filter(|p| p["spec"]["nodeName"] == name.as_str() && gc::deleting(p))
-                            .map(|p| ("pods", p["metadata"]["namespace"].as_str().unwrap_or("").to_string(), name_of(p)))
+                            .map(|p| {
+                                (
+                                    "pods",
+                                    p["metadata"]["namespace"]
+                                        .as_str()
+                                        .unwrap_or("")
+                                        .to_string(),
+                                    name_of(p),
+                                )
+                            })
                             .collect();
                         self.pods_gc.extend(bound);
                     }
@@ -206,7 +240,10 @@ impl Controllers {
                     self.gc_check.insert(key.clone());
                 }
                 self.index(&key, uids);
-                if deleting && (gc::has_finalizer(obj, "orphan") || gc::has_finalizer(obj, "foregroundDeletion")) {
+                if deleting
+                    && (gc::has_finalizer(obj, "orphan")
+                        || gc::has_finalizer(obj, "foregroundDeletion"))
+                {
                     self.gc_owners.insert(key.clone());
                 }
                 match storage {
@@ -255,12 +292,18 @@ impl Controllers {
         let owners = std::mem::take(&mut self.gc_owners);
         let mut foreground: Vec<Key> = Vec::new();
         for key in &owners {
-            let Some(obj) = st.store.get(key.0, &key.1, &key.2) else { continue };
+            let Some(obj) = st.store.get(key.0, &key.1, &key.2) else {
+                continue;
+            };
             if !gc::deleting(&obj) {
                 continue;
             }
             let uid = obj["metadata"]["uid"].as_str().unwrap_or("").to_string();
-            let deps: Vec<Key> = self.dependents.get(&uid).map(|d| d.iter().cloned().collect()).unwrap_or_default();
+            let deps: Vec<Key> = self
+                .dependents
+                .get(&uid)
+                .map(|d| d.iter().cloned().collect())
+                .unwrap_or_default();
             if gc::has_finalizer(&obj, "orphan") {
                 for d in &deps {
                     if let Some(def) = gc::def_of(d.0) {
@@ -277,17 +320,29 @@ impl Controllers {
             let has_dependents = st
                 .store
                 .get(key.0, &key.1, &key.2)
-                .and_then(|o| o["metadata"]["uid"].as_str().map(|u| self.dependents.contains_key(u)))
+                .and_then(|o| {
+                    o["metadata"]["uid"]
+                        .as_str()
+                        .map(|u| self.dependents.contains_key(u))
+                })
                 .unwrap_or(false);
             gc::attempt_to_delete(st, &key, has_dependents);
         }
         for key in foreground {
-            let Some(obj) = st.store.get(key.0, &key.1, &key.2) else { continue };
+            let Some(obj) = st.store.get(key.0, &key.1, &key.2) else {
+                continue;
+            };
             let uid = obj["metadata"]["uid"].as_str().unwrap_or("").to_string();
             let blocking = self.dependents.get(&uid).is_some_and(|deps| {
                 deps.iter().any(|d| {
                     st.store.get(d.0, &d.1, &d.2).is_some_and(|o| {
-                        o["metadata"]["ownerReferences"].as_array().into_iter().flatten().any(|r| r["uid"] == uid.as_str() && r["blockOwnerDeletion"] == json!(true))
+                        o["metadata"]["ownerReferences"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .any(|r| {
+                                r["uid"] == uid.as_str() && r["blockOwnerDeletion"] == json!(true)
+                            })
                     })
                 })
             });
@@ -309,7 +364,9 @@ impl Controllers {
 
 /// ttl controller + node-lifecycle NoSchedule taints from conditions.
 fn reconcile_node(st: &mut State, name: &str) {
-    let Some(old) = st.store.get("nodes", "", name) else { return };
+    let Some(old) = st.store.get("nodes", "", name) else {
+        return;
+    };
     if gc::deleting(&old) {
         return;
     }
@@ -321,7 +378,14 @@ fn reconcile_node(st: &mut State, name: &str) {
         new["metadata"]["annotations"]["node.alpha.kubernetes.io/ttl"] = json!("0");
     }
     let cond = |t: &str| -> String {
-        old["status"]["conditions"].as_array().into_iter().flatten().find(|c| c["type"] == t).and_then(|c| c["status"].as_str()).unwrap_or("").to_string()
+        old["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["type"] == t)
+            .and_then(|c| c["status"].as_str())
+            .unwrap_or("")
+            .to_string()
     };
     let managed = [
         "node.kubernetes.io/not-ready",
@@ -338,7 +402,12 @@ fn reconcile_node(st: &mut State, name: &str) {
         "Unknown" => desired.push(managed[1]),
         _ => {}
     }
-    for (c, t) in [("MemoryPressure", managed[2]), ("DiskPressure", managed[3]), ("PIDPressure", managed[4]), ("NetworkUnavailable", managed[5])] {
+    for (c, t) in [
+        ("MemoryPressure", managed[2]),
+        ("DiskPressure", managed[3]),
+        ("PIDPressure", managed[4]),
+        ("NetworkUnavailable", managed[5]),
+    ] {
         if cond(c) == "True" {
             desired.push(t);
         }
@@ -346,7 +415,10 @@ fn reconcile_node(st: &mut State, name: &str) {
     if old["spec"]["unschedulable"] == json!(true) {
         desired.push(managed[6]);
     }
-    let taints: Vec<Value> = old["spec"]["taints"].as_array().cloned().unwrap_or_default();
+    let taints: Vec<Value> = old["spec"]["taints"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let mut out: Vec<Value> = taints
         .iter()
         .filter(|t| {
@@ -356,7 +428,10 @@ fn reconcile_node(st: &mut State, name: &str) {
         .cloned()
         .collect();
     for d in desired {
-        if !out.iter().any(|t| t["key"] == d && t["effect"] == "NoSchedule") {
+        if !out
+            .iter()
+            .any(|t| t["key"] == d && t["effect"] == "NoSchedule")
+        {
             out.push(json!({"key": d, "effect": "NoSchedule"}));
         }
     }
@@ -372,7 +447,15 @@ fn reconcile_node(st: &mut State, name: &str) {
     }
     if new != *old {
         let def = resources::find("", "v1", "nodes").expect("nodes are served");
-        if let Err(e) = st.update_from(def, "", name, &old, new, None, &WriteCtx::system("kube-controller-manager")) {
+        if let Err(e) = st.update_from(
+            def,
+            "",
+            name,
+            &old,
+            new,
+            None,
+            &WriteCtx::system("kube-controller-manager"),
+        ) {
             tracing::debug!("node controllers: {name}: {}", e.body["message"]);
         }
     }
@@ -380,7 +463,9 @@ fn reconcile_node(st: &mut State, name: &str) {
 
 /// podgc: a terminating pod bound to a node that does not exist has no kubelet to finish it.
 fn gc_orphaned_pod(st: &mut State, key: &Key) {
-    let Some(pod) = st.store.get("pods", &key.1, &key.2) else { return };
+    let Some(pod) = st.store.get("pods", &key.1, &key.2) else {
+        return;
+    };
     if !gc::deleting(&pod) {
         return;
     }
@@ -389,8 +474,17 @@ fn gc_orphaned_pod(st: &mut State, key: &Key) {
         return;
     }
     let def = resources::find("", "v1", "pods").expect("pods are served");
-    let opts = DeleteOpts { grace_period_seconds: Some(0), ..DeleteOpts::default() };
-    let _ = st.delete(def, &key.1, &key.2, &opts, &WriteCtx::system("pod-garbage-collector"));
+    let opts = DeleteOpts {
+        grace_period_seconds: Some(0),
+        ..DeleteOpts::default()
+    };
+    let _ = st.delete(
+        def,
+        &key.1,
+        &key.2,
+        &opts,
+        &WriteCtx::system("pod-garbage-collector"),
+    );
 }
 
 /// resource-quota controller: recount every quota of a namespace.

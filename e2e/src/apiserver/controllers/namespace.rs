@@ -22,15 +22,21 @@ fn is_terminating(ns: &Value) -> bool {
 
 /// Ensure the default ServiceAccount and the root CA ConfigMap exist in an active namespace.
 pub fn ensure_defaults(st: &mut State, ns: &str) {
-    let Some(nsobj) = st.store.get("namespaces", "", ns) else { return };
+    let Some(nsobj) = st.store.get("namespaces", "", ns) else {
+        return;
+    };
     if is_terminating(&nsobj) {
         return;
     }
     if st.store.get("serviceaccounts", ns, "default").is_none() {
         let ctx = WriteCtx::system("kube-controller-manager");
-        let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}});
+        let sa =
+            json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}});
         if let Err(e) = st.create(def("serviceaccounts"), ns, sa, &ctx) {
-            tracing::debug!("serviceaccount controller: {ns}/default: {}", e.body["message"]);
+            tracing::debug!(
+                "serviceaccount controller: {ns}/default: {}",
+                e.body["message"]
+            );
         }
     }
     let want_data = json!({"ca.crt": st.ca_pem.clone()});
@@ -57,11 +63,16 @@ pub fn ensure_defaults(st: &mut State, ns: &str) {
 /// Namespaced resources with their own storage (events.k8s.io events share core's).
 fn namespaced_defs() -> Vec<&'static ResourceDef> {
     let mut seen = BTreeSet::new();
-    resources::RESOURCES.iter().filter(|d| d.namespaced && seen.insert(d.storage)).collect()
+    resources::RESOURCES
+        .iter()
+        .filter(|d| d.namespaced && seen.insert(d.storage))
+        .collect()
 }
 
 fn condition(ty: &str, status: &str, reason: &str, message: &str, old: &Value, now: &str) -> Value {
-    let prev = old["status"]["conditions"].as_array().and_then(|c| c.iter().find(|c| c["type"] == ty));
+    let prev = old["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == ty));
     let ltt = match prev {
         Some(p) if p["status"] == status => p["lastTransitionTime"].clone(),
         _ => json!(now),
@@ -71,11 +82,15 @@ fn condition(ty: &str, status: &str, reason: &str, message: &str, old: &Value, n
 
 /// One pass of the namespace controller for a terminating namespace.
 pub fn sync_terminating(st: &mut State, name: &str) {
-    let Some(nsobj) = st.store.get("namespaces", "", name) else { return };
+    let Some(nsobj) = st.store.get("namespaces", "", name) else {
+        return;
+    };
     if nsobj["metadata"]["deletionTimestamp"].is_null() {
         return;
     }
-    let has_kubernetes = nsobj["spec"]["finalizers"].as_array().is_some_and(|f| f.iter().any(|x| x == "kubernetes"));
+    let has_kubernetes = nsobj["spec"]["finalizers"]
+        .as_array()
+        .is_some_and(|f| f.iter().any(|x| x == "kubernetes"));
     if has_kubernetes {
         let ctx = WriteCtx::system("kube-controller-manager");
         let defs = namespaced_defs();
@@ -96,12 +111,20 @@ pub fn sync_terminating(st: &mut State, name: &str) {
             let mut n = 0usize;
             for o in st.store.list(d.storage, Some(name)) {
                 n += 1;
-                for f in o["metadata"]["finalizers"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+                for f in o["metadata"]["finalizers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                {
                     *finalizers.entry(f.to_string()).or_default() += 1;
                 }
             }
             if n > 0 {
-                remaining.push(format!("{}.{} has {n} resource instances", d.plural, d.group));
+                remaining.push(format!(
+                    "{}.{} has {n} resource instances",
+                    d.plural, d.group
+                ));
             }
         }
         if !remaining.is_empty() {
@@ -116,26 +139,62 @@ pub fn sync_terminating(st: &mut State, name: &str) {
                 &now,
             );
             let fin = if finalizers.is_empty() {
-                condition("NamespaceFinalizersRemaining", "False", "ContentHasNoFinalizers", "All content-preserving finalizers finished", &nsobj, &now)
+                condition(
+                    "NamespaceFinalizersRemaining",
+                    "False",
+                    "ContentHasNoFinalizers",
+                    "All content-preserving finalizers finished",
+                    &nsobj,
+                    &now,
+                )
             } else {
-                let parts: Vec<String> = finalizers.iter().map(|(f, n)| format!("{f} in {n} resource instances")).collect();
+                let parts: Vec<String> = finalizers
+                    .iter()
+                    .map(|(f, n)| format!("{f} in {n} resource instances"))
+                    .collect();
                 condition(
                     "NamespaceFinalizersRemaining",
                     "True",
                     "SomeFinalizersRemain",
-                    &format!("Some content in the namespace has finalizers remaining: {}", parts.join(", ")),
+                    &format!(
+                        "Some content in the namespace has finalizers remaining: {}",
+                        parts.join(", ")
+                    ),
                     &nsobj,
                     &now,
                 )
             };
             let conditions = json!([
-                condition("NamespaceDeletionDiscoveryFailure", "False", "ResourcesDiscovered", "All resources successfully discovered", &nsobj, &now),
-                condition("NamespaceDeletionGroupVersionParsingFailure", "False", "ParsedGroupVersions", "All legacy kube types successfully parsed", &nsobj, &now),
-                condition("NamespaceDeletionContentFailure", "False", "ContentDeleted", "All content successfully deleted, may be waiting on finalization", &nsobj, &now),
+                condition(
+                    "NamespaceDeletionDiscoveryFailure",
+                    "False",
+                    "ResourcesDiscovered",
+                    "All resources successfully discovered",
+                    &nsobj,
+                    &now
+                ),
+                condition(
+                    "NamespaceDeletionGroupVersionParsingFailure",
+                    "False",
+                    "ParsedGroupVersions",
+                    "All legacy kube types successfully parsed",
+                    &nsobj,
+                    &now
+                ),
+                condition(
+                    "NamespaceDeletionContentFailure",
+                    "False",
+                    "ContentDeleted",
+                    "All content successfully deleted, may be waiting on finalization",
+                    &nsobj,
+                    &now
+                ),
                 content,
                 fin,
             ]);
-            let Some(current) = st.store.get("namespaces", "", name) else { return };
+            let Some(current) = st.store.get("namespaces", "", name) else {
+                return;
+            };
             if current["status"]["conditions"] != conditions {
                 let mut new = (*current).clone();
                 new["status"]["conditions"] = conditions;
@@ -144,9 +203,17 @@ pub fn sync_terminating(st: &mut State, name: &str) {
             return;
         }
         // Empty: take the `kubernetes` finalizer off (the finalize subresource).
-        let Some(current) = st.store.get("namespaces", "", name) else { return };
+        let Some(current) = st.store.get("namespaces", "", name) else {
+            return;
+        };
         let mut new = (*current).clone();
-        let rest: Vec<Value> = new["spec"]["finalizers"].as_array().into_iter().flatten().filter(|f| *f != "kubernetes").cloned().collect();
+        let rest: Vec<Value> = new["spec"]["finalizers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|f| *f != "kubernetes")
+            .cloned()
+            .collect();
         match new["spec"].as_object_mut() {
             Some(spec) if rest.is_empty() => {
                 spec.remove("finalizers");
@@ -158,8 +225,13 @@ pub fn sync_terminating(st: &mut State, name: &str) {
         }
         put_direct(st, "namespaces", "", name, new);
     }
-    let Some(current) = st.store.get("namespaces", "", name) else { return };
-    if current["spec"]["finalizers"].as_array().is_none_or(|f| f.is_empty()) {
+    let Some(current) = st.store.get("namespaces", "", name) else {
+        return;
+    };
+    if current["spec"]["finalizers"]
+        .as_array()
+        .is_none_or(|f| f.is_empty())
+    {
         st.finalize_if_done(def("namespaces"), "", name);
     }
 }

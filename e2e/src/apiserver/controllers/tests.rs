@@ -12,7 +12,10 @@ use crate::apiserver::tls::TlsMaterial;
 const PEM: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
 
 fn def(plural: &str) -> &'static ResourceDef {
-    resources::RESOURCES.iter().find(|d| d.plural == plural && d.group.is_empty()).unwrap()
+    resources::RESOURCES
+        .iter()
+        .find(|d| d.plural == plural && d.group.is_empty())
+        .unwrap()
 }
 
 fn ctx() -> WriteCtx {
@@ -20,10 +23,20 @@ fn ctx() -> WriteCtx {
 }
 
 fn state() -> State {
-    let tls = TlsMaterial { ca_pem: PEM.into(), cert_pem: String::new(), key_pem: String::new() };
+    let tls = TlsMaterial {
+        ca_pem: PEM.into(),
+        cert_pem: String::new(),
+        key_pem: String::new(),
+    };
     let mut st = State::new(&ServerConfig::default(), &tls);
     for ns in ["default", "a"] {
-        st.create(def("namespaces"), "", json!({"metadata": {"name": ns}}), &ctx()).unwrap();
+        st.create(
+            def("namespaces"),
+            "",
+            json!({"metadata": {"name": ns}}),
+            &ctx(),
+        )
+        .unwrap();
     }
     st
 }
@@ -39,7 +52,9 @@ fn settle(ctl: &mut Controllers, st: &mut State) {
 }
 
 fn get(st: &State, plural: &str, ns: &str, name: &str) -> Option<Value> {
-    st.store.get(def(plural).storage, ns, name).map(|v| (*v).clone())
+    st.store
+        .get(def(plural).storage, ns, name)
+        .map(|v| (*v).clone())
 }
 
 fn cm(name: &str, extra: Value) -> Value {
@@ -58,9 +73,21 @@ fn namespace_defaults_appear() {
     assert!(get(&st, "serviceaccounts", "a", "default").is_some());
     let ca = get(&st, "configmaps", "a", "kube-root-ca.crt").unwrap();
     assert_eq!(ca["data"]["ca.crt"], PEM);
-    assert!(ca["metadata"]["annotations"]["kubernetes.io/description"].as_str().unwrap().starts_with("Contains a CA bundle"));
+    assert!(
+        ca["metadata"]["annotations"]["kubernetes.io/description"]
+            .as_str()
+            .unwrap()
+            .starts_with("Contains a CA bundle")
+    );
     // Deleting the default ServiceAccount brings it back.
-    st.delete(def("serviceaccounts"), "a", "default", &DeleteOpts::default(), &ctx()).unwrap();
+    st.delete(
+        def("serviceaccounts"),
+        "a",
+        "default",
+        &DeleteOpts::default(),
+        &ctx(),
+    )
+    .unwrap();
     settle(&mut ctl, &mut st);
     assert!(get(&st, "serviceaccounts", "a", "default").is_some());
 }
@@ -69,13 +96,22 @@ fn namespace_defaults_appear() {
 fn background_gc_collects_dependents() {
     let mut st = state();
     let mut ctl = Controllers::default();
-    let owner = st.create(def("configmaps"), "a", cm("owner", json!({})), &ctx()).unwrap();
+    let owner = st
+        .create(def("configmaps"), "a", cm("owner", json!({})), &ctx())
+        .unwrap();
     let uid = owner["metadata"]["uid"].clone();
     st.create(def("configmaps"), "a", cm("child", json!({"ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": uid}]})), &ctx())
         .unwrap();
     settle(&mut ctl, &mut st);
     assert!(get(&st, "configmaps", "a", "child").is_some());
-    st.delete(def("configmaps"), "a", "owner", &DeleteOpts::default(), &ctx()).unwrap();
+    st.delete(
+        def("configmaps"),
+        "a",
+        "owner",
+        &DeleteOpts::default(),
+        &ctx(),
+    )
+    .unwrap();
     settle(&mut ctl, &mut st);
     assert!(get(&st, "configmaps", "a", "child").is_none());
 }
@@ -84,7 +120,9 @@ fn background_gc_collects_dependents() {
 fn foreground_waits_for_blocking_dependents() {
     let mut st = state();
     let mut ctl = Controllers::default();
-    let owner = st.create(def("configmaps"), "a", cm("fg", json!({})), &ctx()).unwrap();
+    let owner = st
+        .create(def("configmaps"), "a", cm("fg", json!({})), &ctx())
+        .unwrap();
     let uid = owner["metadata"]["uid"].clone();
     st.create(
         def("configmaps"),
@@ -94,18 +132,29 @@ fn foreground_waits_for_blocking_dependents() {
     )
     .unwrap();
     settle(&mut ctl, &mut st);
-    let opts = DeleteOpts { propagation: Some("Foreground".into()), ..DeleteOpts::default() };
-    st.delete(def("configmaps"), "a", "fg", &opts, &ctx()).unwrap();
+    let opts = DeleteOpts {
+        propagation: Some("Foreground".into()),
+        ..DeleteOpts::default()
+    };
+    st.delete(def("configmaps"), "a", "fg", &opts, &ctx())
+        .unwrap();
     settle(&mut ctl, &mut st);
     let child = get(&st, "configmaps", "a", "fg-child").unwrap();
     assert!(!child["metadata"]["deletionTimestamp"].is_null());
     let owner = get(&st, "configmaps", "a", "fg").unwrap();
-    assert_eq!(owner["metadata"]["finalizers"], json!(["foregroundDeletion"]));
+    assert_eq!(
+        owner["metadata"]["finalizers"],
+        json!(["foregroundDeletion"])
+    );
     // Release the child: it goes, then the owner.
     let old = st.store.get("configmaps", "a", "fg-child").unwrap();
     let mut new = (*old).clone();
-    new["metadata"].as_object_mut().unwrap().remove("finalizers");
-    st.update_from(def("configmaps"), "a", "fg-child", &old, new, None, &ctx()).unwrap();
+    new["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("finalizers");
+    st.update_from(def("configmaps"), "a", "fg-child", &old, new, None, &ctx())
+        .unwrap();
     settle(&mut ctl, &mut st);
     assert!(get(&st, "configmaps", "a", "fg-child").is_none());
     assert!(get(&st, "configmaps", "a", "fg").is_none());
@@ -115,13 +164,19 @@ fn foreground_waits_for_blocking_dependents() {
 fn orphan_strips_references() {
     let mut st = state();
     let mut ctl = Controllers::default();
-    let owner = st.create(def("configmaps"), "a", cm("or", json!({})), &ctx()).unwrap();
+    let owner = st
+        .create(def("configmaps"), "a", cm("or", json!({})), &ctx())
+        .unwrap();
     let uid = owner["metadata"]["uid"].clone();
     st.create(def("configmaps"), "a", cm("or-child", json!({"ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "or", "uid": uid}]})), &ctx())
         .unwrap();
     settle(&mut ctl, &mut st);
-    let opts = DeleteOpts { propagation: Some("Orphan".into()), ..DeleteOpts::default() };
-    st.delete(def("configmaps"), "a", "or", &opts, &ctx()).unwrap();
+    let opts = DeleteOpts {
+        propagation: Some("Orphan".into()),
+        ..DeleteOpts::default()
+    };
+    st.delete(def("configmaps"), "a", "or", &opts, &ctx())
+        .unwrap();
     settle(&mut ctl, &mut st);
     assert!(get(&st, "configmaps", "a", "or").is_none());
     let child = get(&st, "configmaps", "a", "or-child").unwrap();
@@ -132,10 +187,23 @@ fn orphan_strips_references() {
 fn terminating_namespace_reports_then_goes() {
     let mut st = state();
     let mut ctl = Controllers::default();
-    st.create(def("namespaces"), "", json!({"metadata": {"name": "c"}}), &ctx()).unwrap();
+    st.create(
+        def("namespaces"),
+        "",
+        json!({"metadata": {"name": "c"}}),
+        &ctx(),
+    )
+    .unwrap();
     settle(&mut ctl, &mut st);
-    st.create(def("configmaps"), "c", cm("held", json!({"finalizers": ["conf.example.com/hold"]})), &ctx()).unwrap();
-    st.delete(def("namespaces"), "", "c", &DeleteOpts::default(), &ctx()).unwrap();
+    st.create(
+        def("configmaps"),
+        "c",
+        cm("held", json!({"finalizers": ["conf.example.com/hold"]})),
+        &ctx(),
+    )
+    .unwrap();
+    st.delete(def("namespaces"), "", "c", &DeleteOpts::default(), &ctx())
+        .unwrap();
     settle(&mut ctl, &mut st);
     let ns = get(&st, "namespaces", "", "c").unwrap();
     let conds = ns["status"]["conditions"].as_array().unwrap();
@@ -150,13 +218,23 @@ fn terminating_namespace_reports_then_goes() {
             "NamespaceFinalizersRemaining"
         ]
     );
-    assert_eq!(conds[3]["message"], "Some resources are remaining: configmaps. has 1 resource instances");
-    assert_eq!(conds[4]["message"], "Some content in the namespace has finalizers remaining: conf.example.com/hold in 1 resource instances");
+    assert_eq!(
+        conds[3]["message"],
+        "Some resources are remaining: configmaps. has 1 resource instances"
+    );
+    assert_eq!(
+        conds[4]["message"],
+        "Some content in the namespace has finalizers remaining: conf.example.com/hold in 1 resource instances"
+    );
     assert!(get(&st, "serviceaccounts", "c", "default").is_none());
     let old = st.store.get("configmaps", "c", "held").unwrap();
     let mut new = (*old).clone();
-    new["metadata"].as_object_mut().unwrap().remove("finalizers");
-    st.update_from(def("configmaps"), "c", "held", &old, new, None, &ctx()).unwrap();
+    new["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("finalizers");
+    st.update_from(def("configmaps"), "c", "held", &old, new, None, &ctx())
+        .unwrap();
     settle(&mut ctl, &mut st);
     assert!(get(&st, "namespaces", "", "c").is_none());
 }
@@ -165,11 +243,24 @@ fn terminating_namespace_reports_then_goes() {
 fn node_gets_ttl_and_loses_not_ready_taint() {
     let mut st = state();
     let mut ctl = Controllers::default();
-    let node = st.create(def("nodes"), "", json!({"metadata": {"name": "n1"}}), &ctx()).unwrap();
-    assert_eq!(node["spec"]["taints"], json!([{"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}]));
+    let node = st
+        .create(
+            def("nodes"),
+            "",
+            json!({"metadata": {"name": "n1"}}),
+            &ctx(),
+        )
+        .unwrap();
+    assert_eq!(
+        node["spec"]["taints"],
+        json!([{"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}])
+    );
     settle(&mut ctl, &mut st);
     let node = get(&st, "nodes", "", "n1").unwrap();
-    assert_eq!(node["metadata"]["annotations"]["node.alpha.kubernetes.io/ttl"], "0");
+    assert_eq!(
+        node["metadata"]["annotations"]["node.alpha.kubernetes.io/ttl"],
+        "0"
+    );
     assert_eq!(node["spec"], json!({}));
 }
 
@@ -183,21 +274,39 @@ fn quota_status_is_filled() {
     assert_eq!(created["status"], json!({}));
     settle(&mut ctl, &mut st);
     let q = get(&st, "resourcequotas", "a", "q").unwrap();
-    assert_eq!(q["status"]["hard"], json!({"pods": "2", "secrets": "10", "count/leases.coordination.k8s.io": "3"}));
-    assert_eq!(q["status"]["used"], json!({"pods": "0", "secrets": "0", "count/leases.coordination.k8s.io": "0"}));
+    assert_eq!(
+        q["status"]["hard"],
+        json!({"pods": "2", "secrets": "10", "count/leases.coordination.k8s.io": "3"})
+    );
+    assert_eq!(
+        q["status"]["used"],
+        json!({"pods": "0", "secrets": "0", "count/leases.coordination.k8s.io": "0"})
+    );
 }
 
 #[tokio::test]
 async fn controllers_stop_promptly() {
-    let mut server = crate::apiserver::TestApiServer::start(ServerConfig::default()).await.unwrap();
+    let mut server = crate::apiserver::TestApiServer::start(ServerConfig::default())
+        .await
+        .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let ready = server.shared().lock().store.get("serviceaccounts", "default", "default").is_some();
+        let ready = server
+            .shared()
+            .lock()
+            .store
+            .get("serviceaccounts", "default", "default")
+            .is_some();
         if ready {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "default ServiceAccount never appeared");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "default ServiceAccount never appeared"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    tokio::time::timeout(std::time::Duration::from_secs(5), server.stop()).await.expect("stop returns promptly");
+    tokio::time::timeout(std::time::Duration::from_secs(5), server.stop())
+        .await
+        .expect("stop returns promptly");
 }
