@@ -54,7 +54,10 @@ impl Source<'_> {
     pub fn labels(&self) -> BTreeMap<String, String> {
         BTreeMap::from([
             (MANAGED_BY.to_string(), self.tenant.to_string()),
-            (VIRTUAL_NAMESPACE_LABEL.to_string(), self.namespace.to_string()),
+            (
+                VIRTUAL_NAMESPACE_LABEL.to_string(),
+                self.namespace.to_string(),
+            ),
         ])
     }
 
@@ -95,12 +98,19 @@ pub fn ownership(meta: &ObjectMeta, src: &Source<'_>) -> Ownership {
     if !same {
         return Ownership::Foreign;
     }
-    if get(&meta.annotations, VIRTUAL_UID) == Some(src.uid) { Ownership::Ours } else { Ownership::Stale }
+    if get(&meta.annotations, VIRTUAL_UID) == Some(src.uid) {
+        Ownership::Ours
+    } else {
+        Ownership::Stale
+    }
 }
 
 /// The virtual object a host object was made from, read from its markers, if it is this
 /// tenant's: `(kind, namespace, name, uid)`.
-pub fn source_of<'m>(meta: &'m ObjectMeta, tenant: &str) -> Option<(&'m str, &'m str, &'m str, &'m str)> {
+pub fn source_of<'m>(
+    meta: &'m ObjectMeta,
+    tenant: &str,
+) -> Option<(&'m str, &'m str, &'m str, &'m str)> {
     if get(&meta.labels, MANAGED_BY) != Some(tenant) {
         return None;
     }
@@ -128,17 +138,30 @@ mod tests {
     use rstest::rstest;
 
     fn src() -> Source<'static> {
-        Source { tenant: "acme", kind: "Pod", namespace: "default", name: "web", uid: "u1" }
+        Source {
+            tenant: "acme",
+            kind: "Pod",
+            namespace: "default",
+            name: "web",
+            uid: "u1",
+        }
     }
 
     fn meta_of(s: &Source<'_>) -> ObjectMeta {
-        ObjectMeta { labels: Some(s.labels()), annotations: Some(s.annotations()), ..Default::default() }
+        ObjectMeta {
+            labels: Some(s.labels()),
+            annotations: Some(s.annotations()),
+            ..Default::default()
+        }
     }
 
     #[test]
     fn own_markers_are_ours() {
         assert_eq!(ownership(&meta_of(&src()), &src()), Ownership::Ours);
-        assert_eq!(source_of(&meta_of(&src()), "acme"), Some(("Pod", "default", "web", "u1")));
+        assert_eq!(
+            source_of(&meta_of(&src()), "acme"),
+            Some(("Pod", "default", "web", "u1"))
+        );
         assert_eq!(source_of(&meta_of(&src()), "other"), None);
     }
 
@@ -159,7 +182,10 @@ mod tests {
 
     #[test]
     fn unmarked_objects_are_foreign() {
-        assert_eq!(ownership(&ObjectMeta::default(), &src()), Ownership::Foreign);
+        assert_eq!(
+            ownership(&ObjectMeta::default(), &src()),
+            Ownership::Foreign
+        );
         assert!(is_reserved("vcsync.io/managed-by"));
         assert!(!is_reserved("app.kubernetes.io/name"));
     }

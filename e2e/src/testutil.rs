@@ -39,13 +39,20 @@ pub fn unique_name(prefix: &str) -> String {
 /// Create a namespace and wait until its `default` ServiceAccount exists (pods need it).
 pub async fn create_namespace(client: &Client, name: &str) {
     let nss: Api<Namespace> = Api::all(client.clone());
-    let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).expect("valid namespace");
-    nss.create(&PostParams::default(), &ns).await.unwrap_or_else(|e| panic!("creating namespace {name}: {e}"));
+    let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}}))
+        .expect("valid namespace");
+    nss.create(&PostParams::default(), &ns)
+        .await
+        .unwrap_or_else(|e| panic!("creating namespace {name}: {e}"));
     let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), name);
-    wait_for(Duration::from_secs(20), "the default ServiceAccount", || {
-        let sas = sas.clone();
-        async move { sas.get_opt("default").await.ok().flatten() }
-    })
+    wait_for(
+        Duration::from_secs(20),
+        "the default ServiceAccount",
+        || {
+            let sas = sas.clone();
+            async move { sas.get_opt("default").await.ok().flatten() }
+        },
+    )
     .await;
 }
 
@@ -60,10 +67,18 @@ impl Cluster {
     /// A real cluster if `env_var` names a kubeconfig, else a fresh test API server.
     pub async fn from_env_or_test_server(env_var: &str) -> Cluster {
         match std::env::var(env_var) {
-            Ok(path) if !path.is_empty() => Cluster { client: client_from_kubeconfig(&path).await, server: None },
+            Ok(path) if !path.is_empty() => Cluster {
+                client: client_from_kubeconfig(&path).await,
+                server: None,
+            },
             _ => {
-                let server = TestApiServer::start(ServerConfig::default()).await.expect("test API server starts");
-                Cluster { client: server.client(), server: Some(server) }
+                let server = TestApiServer::start(ServerConfig::default())
+                    .await
+                    .expect("test API server starts");
+                Cluster {
+                    client: server.client(),
+                    server: Some(server),
+                }
             }
         }
     }
@@ -72,7 +87,10 @@ impl Cluster {
 /// A client from a kubeconfig file.
 pub async fn client_from_kubeconfig(path: &str) -> Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let kc = kube::config::Kubeconfig::read_from(path).unwrap_or_else(|e| panic!("reading kubeconfig {path}: {e}"));
-    let config = Config::from_custom_kubeconfig(kc, &Default::default()).await.unwrap_or_else(|e| panic!("loading kubeconfig {path}: {e}"));
+    let kc = kube::config::Kubeconfig::read_from(path)
+        .unwrap_or_else(|e| panic!("reading kubeconfig {path}: {e}"));
+    let config = Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap_or_else(|e| panic!("loading kubeconfig {path}: {e}"));
     Client::try_from(config).expect("client from kubeconfig")
 }

@@ -115,11 +115,13 @@ async fn replays_the_recorded_kube_apiserver_transcript() {
         Err(_) => {
             // A short history window: the recording's `watch/too-old` step resends updates until
             // resourceVersion 1 leaves the window (about 3,200 on the real server).
-            let server = vcsync_e2e::apiserver::TestApiServer::start(
-                vcsync_e2e::apiserver::ServerConfig { history_window: 1000, ..Default::default() },
-            )
-            .await
-            .unwrap();
+            let server =
+                vcsync_e2e::apiserver::TestApiServer::start(vcsync_e2e::apiserver::ServerConfig {
+                    history_window: 1000,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
             let report = replay(&server.client(), &rec, &opts).await;
             drop(server);
             (report, "the in-memory test API server".to_string())

@@ -31,6 +31,8 @@ struct Kubectl {
     bin: PathBuf,
     kubeconfig: PathBuf,
     cache: tempfile::TempDir,
+    /// Watch requests the server has seen so far (to know a `kubectl wait` is listening).
+    watches: Box<dyn Fn() -> u64 + Send + Sync>,
 }
 
 impl Kubectl {
@@ -186,10 +188,13 @@ async fn kubectl_drives_the_test_api_server() {
             .write_kubeconfig(&kubeconfig)
             .expect("kubeconfig written");
     }
+    let server = std::sync::Arc::new(server);
+    let counter = server.clone();
     let k = Kubectl {
         bin,
         kubeconfig,
         cache: tempfile::tempdir().expect("cache dir"),
+        watches: Box::new(move || counter.count("watch", Some("configmaps"))),
     };
     // kubectl blocks; keep it off the runtime's worker threads.
     tokio::task::spawn_blocking(move || scenario(&k))
@@ -517,6 +522,7 @@ fn scenario(k: &Kubectl) {
         k.json(&["get", "configmap", "held", "-n", "kt"])["metadata"]["deletionTimestamp"]
             .is_string()
     );
+    let watches_before = (k.watches)();
     let waiter = k.spawn(&[
         "wait",
         "configmap/held",
@@ -525,6 +531,15 @@ fn scenario(k: &Kubectl) {
         "--for=delete",
         "--timeout=30s",
     ]);
+    // Remove the finalizer only once kubectl is watching, or it may find the object already gone.
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while (k.watches)() == watches_before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "kubectl wait never started watching"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     k.ok(&[
         "patch",
         "configmap",

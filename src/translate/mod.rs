@@ -8,8 +8,14 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::markers::{self, Source};
 
+pub mod configmap;
+pub mod endpoints;
+pub mod ingress;
 pub mod name;
 pub mod pod;
+pub mod references;
+pub mod secret;
+pub mod service;
 
 pub use name::{NameRule, host_name};
 
@@ -26,6 +32,22 @@ pub enum TranslateError {
     /// A required field is missing.
     #[error("{field} is required")]
     Missing { field: String },
+    /// A field holds a value vcsync cannot use.
+    #[error("{field}: invalid value {value:?}: {reason}")]
+    Invalid {
+        field: String,
+        value: String,
+        reason: &'static str,
+    },
+    /// The object uses a feature vcsync cannot reproduce in the host namespace.
+    #[error("{field} is not supported: {reason}")]
+    Unsupported { field: String, reason: &'static str },
+    /// A `kubernetes.io/service-account-token` secret: never synced (on the host, the host's
+    /// token controller would fill it with a host API token).
+    #[error(
+        "type \"kubernetes.io/service-account-token\" is never synced: the host issues its own service account tokens"
+    )]
+    ServiceAccountToken,
 }
 
 /// Per-tenant facts every translation uses.
@@ -59,24 +81,37 @@ impl Context {
     pub fn selector_labels(&self, namespace: &str) -> BTreeMap<String, String> {
         BTreeMap::from([
             (markers::MANAGED_BY.to_string(), self.tenant.clone()),
-            (markers::VIRTUAL_NAMESPACE_LABEL.to_string(), namespace.to_string()),
+            (
+                markers::VIRTUAL_NAMESPACE_LABEL.to_string(),
+                namespace.to_string(),
+            ),
         ])
     }
 
     /// Host metadata for a virtual object: translated name in the host namespace, the tenant's
     /// labels and annotations (reserved keys refused), plus the ownership markers. Owner
     /// references, finalizers and server-set fields are not carried over.
-    pub fn host_meta(&self, kind: &str, virt: &ObjectMeta, rule: NameRule) -> Result<ObjectMeta, Vec<TranslateError>> {
+    pub fn host_meta(
+        &self,
+        kind: &str,
+        virt: &ObjectMeta,
+        rule: NameRule,
+    ) -> Result<ObjectMeta, Vec<TranslateError>> {
         let ns = virt.namespace.as_deref().unwrap_or("");
         let name = virt.name.as_deref().unwrap_or("");
         let mut errs = Vec::new();
         if name.is_empty() {
-            errs.push(TranslateError::Missing { field: "metadata.name".into() });
+            errs.push(TranslateError::Missing {
+                field: "metadata.name".into(),
+            });
         }
         let mut labels = BTreeMap::new();
         for (k, v) in virt.labels.iter().flatten() {
             if markers::is_reserved(k) {
-                errs.push(TranslateError::ReservedKey { field: "metadata.labels", key: k.clone() });
+                errs.push(TranslateError::ReservedKey {
+                    field: "metadata.labels",
+                    key: k.clone(),
+                });
             } else {
                 labels.insert(k.clone(), v.clone());
             }
@@ -84,7 +119,10 @@ impl Context {
         let mut annotations = BTreeMap::new();
         for (k, v) in virt.annotations.iter().flatten() {
             if markers::is_reserved(k) {
-                errs.push(TranslateError::ReservedKey { field: "metadata.annotations", key: k.clone() });
+                errs.push(TranslateError::ReservedKey {
+                    field: "metadata.annotations",
+                    key: k.clone(),
+                });
             } else if !DROPPED_ANNOTATIONS.contains(&k.as_str()) {
                 annotations.insert(k.clone(), v.clone());
             }
@@ -110,7 +148,10 @@ mod tests {
     use super::*;
 
     fn ctx() -> Context {
-        Context { tenant: "acme".into(), host_namespace: "tenant-acme".into() }
+        Context {
+            tenant: "acme".into(),
+            host_namespace: "tenant-acme".into(),
+        }
     }
 
     #[test]
@@ -122,12 +163,17 @@ mod tests {
             labels: Some(BTreeMap::from([("app".into(), "web".into())])),
             annotations: Some(BTreeMap::from([
                 ("note".into(), "x".into()),
-                ("kubectl.kubernetes.io/last-applied-configuration".into(), "{}".into()),
+                (
+                    "kubectl.kubernetes.io/last-applied-configuration".into(),
+                    "{}".into(),
+                ),
             ])),
             finalizers: Some(vec!["x/y".into()]),
             ..Default::default()
         };
-        let m = ctx().host_meta("Pod", &virt, NameRule::Dns1123Subdomain).unwrap();
+        let m = ctx()
+            .host_meta("Pod", &virt, NameRule::Dns1123Subdomain)
+            .unwrap();
         assert_eq!(m.name.as_deref(), Some("web-default-acme-3-7"));
         assert_eq!(m.namespace.as_deref(), Some("tenant-acme"));
         assert_eq!(m.labels.as_ref().unwrap()["app"], "web");
@@ -144,12 +190,23 @@ mod tests {
         let virt = ObjectMeta {
             name: Some("web".into()),
             namespace: Some("default".into()),
-            labels: Some(BTreeMap::from([(markers::MANAGED_BY.to_string(), "victim".to_string())])),
-            annotations: Some(BTreeMap::from([(markers::VIRTUAL_UID.to_string(), "x".to_string())])),
+            labels: Some(BTreeMap::from([(
+                markers::MANAGED_BY.to_string(),
+                "victim".to_string(),
+            )])),
+            annotations: Some(BTreeMap::from([(
+                markers::VIRTUAL_UID.to_string(),
+                "x".to_string(),
+            )])),
             ..Default::default()
         };
-        let errs = ctx().host_meta("Pod", &virt, NameRule::Dns1123Subdomain).unwrap_err();
+        let errs = ctx()
+            .host_meta("Pod", &virt, NameRule::Dns1123Subdomain)
+            .unwrap_err();
         assert_eq!(errs.len(), 2);
-        assert_eq!(errs[0].to_string(), "metadata.labels uses the reserved prefix \"vcsync.io/\": \"vcsync.io/managed-by\"");
+        assert_eq!(
+            errs[0].to_string(),
+            "metadata.labels uses the reserved prefix \"vcsync.io/\": \"vcsync.io/managed-by\""
+        );
     }
 }

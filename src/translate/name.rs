@@ -49,7 +49,11 @@ const HASH_HEX: usize = 20;
 /// Inputs must be valid Kubernetes names (the virtual API server validated them): `tenant` and
 /// `namespace` DNS labels, `name` valid for `rule`.
 pub fn host_name(tenant: &str, namespace: &str, name: &str, rule: NameRule) -> String {
-    let readable = format!("{name}-{namespace}-{tenant}-{}-{}", name.len(), namespace.len());
+    let readable = format!(
+        "{name}-{namespace}-{tenant}-{}-{}",
+        name.len(),
+        namespace.len()
+    );
     if readable.len() <= rule.max_len() {
         return readable;
     }
@@ -59,7 +63,11 @@ pub fn host_name(tenant: &str, namespace: &str, name: &str, rule: NameRule) -> S
         h.update([0u8]);
     }
     let digest = h.finalize();
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect::<String>()[..HASH_HEX].to_string();
+    let hex: String = digest
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>()[..HASH_HEX]
+        .to_string();
     let suffix = format!("-x{hex}");
     let base = format!("{name}-{namespace}-{tenant}");
     // Names are ASCII, so byte truncation is character truncation.
@@ -74,7 +82,9 @@ pub fn host_name(tenant: &str, namespace: &str, name: &str, rule: NameRule) -> S
 pub fn parse_readable(host: &str) -> Option<(&str, &str, &str)> {
     let (rest, ns_len) = host.rsplit_once('-')?;
     let (body, name_len) = rest.rsplit_once('-')?;
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
+    let digits = |s: &str| {
+        !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'))
+    };
     if !digits(ns_len) || !digits(name_len) {
         return None;
     }
@@ -98,7 +108,8 @@ mod tests {
             && b.len() <= 63
             && b[0].is_ascii_alphanumeric()
             && b[b.len() - 1].is_ascii_alphanumeric()
-            && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+            && b.iter()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
     }
 
     fn is_1035(s: &str) -> bool {
@@ -106,13 +117,15 @@ mod tests {
     }
 
     fn is_subdomain(s: &str) -> bool {
-        s.len() <= 253 && s.split('.').all(|l| {
-            let b = l.as_bytes();
-            !b.is_empty()
-                && b[0].is_ascii_alphanumeric()
-                && b[b.len() - 1].is_ascii_alphanumeric()
-                && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        })
+        s.len() <= 253
+            && s.split('.').all(|l| {
+                let b = l.as_bytes();
+                !b.is_empty()
+                    && b[0].is_ascii_alphanumeric()
+                    && b[b.len() - 1].is_ascii_alphanumeric()
+                    && b.iter()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+            })
     }
 
     /// vcluster's scheme collides on these pairs; ours must not.
@@ -121,16 +134,28 @@ mod tests {
     #[case(("t", "b", "a-x"), ("t", "x-b", "a"))]
     #[case(("t", "ns", "a-1"), ("t", "1-ns", "a"))]
     #[case(("t-a", "b", "c"), ("t", "a-b", "c"))]
-    fn known_vcluster_collisions_are_distinct(#[case] a: (&str, &str, &str), #[case] b: (&str, &str, &str)) {
+    fn known_vcluster_collisions_are_distinct(
+        #[case] a: (&str, &str, &str),
+        #[case] b: (&str, &str, &str),
+    ) {
         for rule in [NameRule::Dns1035Label, NameRule::Dns1123Subdomain] {
-            assert_ne!(host_name(a.0, a.1, a.2, rule), host_name(b.0, b.1, b.2, rule));
+            assert_ne!(
+                host_name(a.0, a.1, a.2, rule),
+                host_name(b.0, b.1, b.2, rule)
+            );
         }
     }
 
     #[test]
     fn readable_names_stay_readable() {
-        assert_eq!(host_name("acme", "default", "web", NameRule::Dns1035Label), "web-default-acme-3-7");
-        assert_eq!(parse_readable("web-default-acme-3-7"), Some(("web", "default", "acme")));
+        assert_eq!(
+            host_name("acme", "default", "web", NameRule::Dns1035Label),
+            "web-default-acme-3-7"
+        );
+        assert_eq!(
+            parse_readable("web-default-acme-3-7"),
+            Some(("web", "default", "acme"))
+        );
     }
 
     #[test]
@@ -140,31 +165,55 @@ mod tests {
         assert_eq!(h.len(), 63);
         assert!(is_1035(&h), "{h}");
         // Pinned: the algorithm is part of the on-cluster contract and must never change.
-        assert_eq!(h, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-xf9f7a1e0daf675ee3bdc");
+        assert_eq!(
+            h,
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-xf9f7a1e0daf675ee3bdc"
+        );
         assert_eq!(parse_readable(&h), None);
     }
 
     /// Names built from the pieces that break naive schemes: `x`, `-`, digits, short segments.
     fn tricky_label(max: usize) -> impl Strategy<Value = String> {
-        let seg = prop_oneof![Just("x"), Just("a"), Just("0"), Just("1"), Just("ab"), Just("x0"), Just("9x")];
+        let seg = prop_oneof![
+            Just("x"),
+            Just("a"),
+            Just("0"),
+            Just("1"),
+            Just("ab"),
+            Just("x0"),
+            Just("9x")
+        ];
         let sep = prop_oneof![Just(""), Just("-"), Just("--")];
-        (seg.clone(), prop::collection::vec((sep, seg), 0..12), 0usize..3).prop_map(move |(first, rest, pad)| {
-            let mut s = first.to_string();
-            for (sep, seg) in rest {
-                s.push_str(sep);
-                s.push_str(seg);
-            }
-            if pad > 0 {
-                s.push_str(&"z".repeat(max)); // sometimes force maximum lengths
-            }
-            s.truncate(max);
-            let s = s.trim_end_matches('-').to_string();
-            if s.is_empty() { "x".to_string() } else { s }
-        })
+        (
+            seg.clone(),
+            prop::collection::vec((sep, seg), 0..12),
+            0usize..3,
+        )
+            .prop_map(move |(first, rest, pad)| {
+                let mut s = first.to_string();
+                for (sep, seg) in rest {
+                    s.push_str(sep);
+                    s.push_str(seg);
+                }
+                if pad > 0 {
+                    s.push_str(&"z".repeat(max)); // sometimes force maximum lengths
+                }
+                s.truncate(max);
+                let s = s.trim_end_matches('-').to_string();
+                if s.is_empty() { "x".to_string() } else { s }
+            })
     }
 
     fn tricky_1035(max: usize) -> impl Strategy<Value = String> {
-        tricky_label(max).prop_map(|s| if s.as_bytes()[0].is_ascii_digit() { format!("x{}", &s[..s.len().min(62)]).trim_end_matches('-').to_string() } else { s })
+        tricky_label(max).prop_map(|s| {
+            if s.as_bytes()[0].is_ascii_digit() {
+                format!("x{}", &s[..s.len().min(62)])
+                    .trim_end_matches('-')
+                    .to_string()
+            } else {
+                s
+            }
+        })
     }
 
     fn tricky_subdomain() -> impl Strategy<Value = String> {

@@ -18,8 +18,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Container, EnvFromSource, EnvVar, EphemeralContainer, HostAlias, ObjectFieldSelector, Pod, PodDNSConfig,
-    PodDNSConfigOption, PodSpec, SecretProjection, KeyToPath, Volume,
+    Container, EnvFromSource, EnvVar, EphemeralContainer, HostAlias, KeyToPath,
+    ObjectFieldSelector, Pod, PodDNSConfig, PodDNSConfigOption, PodSpec, SecretProjection, Volume,
 };
 
 use super::{Context, NameRule, TranslateError};
@@ -99,7 +99,9 @@ fn go_quote(s: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\t' => out.push_str("\\t"),
             '\r' => out.push_str("\\r"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
             c => out.push(c),
         }
     }
@@ -109,7 +111,11 @@ fn go_quote(s: &str) -> String {
 
 /// A map in the downward-API file format, as the kubelet writes `metadata.labels`.
 fn downward_format(m: Option<&BTreeMap<String, String>>) -> String {
-    m.into_iter().flatten().map(|(k, v)| format!("{k}={}", go_quote(v))).collect::<Vec<_>>().join("\n")
+    m.into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={}", go_quote(v)))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Rewrite a downward-API field path so it reads the virtual value.
@@ -143,16 +149,24 @@ struct Translator<'a> {
 
 impl Translator<'_> {
     fn secret(&self, name: &str) -> String {
-        self.ctx.host_name(self.ns, name, NameRule::Dns1123Subdomain)
+        self.ctx
+            .host_name(self.ns, name, NameRule::Dns1123Subdomain)
     }
     fn config_map(&self, name: &str) -> String {
-        self.ctx.host_name(self.ns, name, NameRule::Dns1123Subdomain)
+        self.ctx
+            .host_name(self.ns, name, NameRule::Dns1123Subdomain)
     }
     fn pvc(&self, name: &str) -> String {
-        self.ctx.host_name(self.ns, name, NameRule::Dns1123Subdomain)
+        self.ctx
+            .host_name(self.ns, name, NameRule::Dns1123Subdomain)
     }
 
-    fn env(&self, env: &mut Option<Vec<EnvVar>>, env_from: &mut Option<Vec<EnvFromSource>>, api_env: &[EnvVar]) {
+    fn env(
+        &self,
+        env: &mut Option<Vec<EnvVar>>,
+        env_from: &mut Option<Vec<EnvFromSource>>,
+        api_env: &[EnvVar],
+    ) {
         for e in env.iter_mut().flatten() {
             if let Some(src) = &mut e.value_from {
                 if let Some(r) = &mut src.config_map_key_ref {
@@ -188,7 +202,63 @@ impl Translator<'_> {
         self.env(&mut c.env, &mut c.env_from, api_env);
     }
 
-    fn volume(&self, v: &mut Volume, next_token: &mut usize) {
+    fn volume(&self, v: &mut Volume, next_token: &mut usize, errs: &mut Vec<TranslateError>) {
+        // Volume plugins read credentials from a secret of the pod's namespace: on the host that
+        // must be the tenant's synced copy, never a host secret of the same name.
+        let plugin_secrets = [
+            v.csi
+                .as_mut()
+                .and_then(|s| s.node_publish_secret_ref.as_mut()),
+            v.cephfs.as_mut().and_then(|s| s.secret_ref.as_mut()),
+            v.cinder.as_mut().and_then(|s| s.secret_ref.as_mut()),
+            v.flex_volume.as_mut().and_then(|s| s.secret_ref.as_mut()),
+            v.iscsi.as_mut().and_then(|s| s.secret_ref.as_mut()),
+            v.rbd.as_mut().and_then(|s| s.secret_ref.as_mut()),
+            v.scale_io.as_mut().map(|s| &mut s.secret_ref),
+            v.storageos.as_mut().and_then(|s| s.secret_ref.as_mut()),
+        ];
+        for r in plugin_secrets.into_iter().flatten() {
+            r.name = self.secret(&r.name);
+        }
+        if let Some(s) = &mut v.azure_file {
+            s.secret_name = self.secret(&s.secret_name);
+        }
+        if let Some(t) = v
+            .ephemeral
+            .as_mut()
+            .and_then(|e| e.volume_claim_template.as_mut())
+        {
+            let spec = &mut t.spec;
+            // A generic ephemeral volume may clone a claim; anything else it could name (a
+            // snapshot, a claim of another namespace) would be a host object.
+            let field = format!(
+                "spec.volumes[{}].ephemeral.volumeClaimTemplate.spec",
+                v.name
+            );
+            let is_claim = |kind: &str, group: &Option<String>| {
+                kind == "PersistentVolumeClaim" && group.as_deref().unwrap_or("").is_empty()
+            };
+            if let Some(ds) = &mut spec.data_source {
+                if is_claim(&ds.kind, &ds.api_group) {
+                    ds.name = self.pvc(&ds.name);
+                } else {
+                    errs.push(TranslateError::Unsupported {
+                        field: format!("{field}.dataSource"),
+                        reason: "only a PersistentVolumeClaim of the same namespace can be cloned",
+                    });
+                }
+            }
+            if let Some(ds) = &mut spec.data_source_ref {
+                if is_claim(&ds.kind, &ds.api_group) && ds.namespace.is_none() {
+                    ds.name = self.pvc(&ds.name);
+                } else {
+                    errs.push(TranslateError::Unsupported {
+                        field: format!("{field}.dataSourceRef"),
+                        reason: "only a PersistentVolumeClaim of the same namespace can be cloned",
+                    });
+                }
+            }
+        }
         if let Some(cm) = &mut v.config_map {
             cm.name = self.config_map(&cm.name);
         }
@@ -222,7 +292,11 @@ impl Translator<'_> {
                     // The token comes from the Secret vcsync keeps filled from the virtual API.
                     src.secret = Some(SecretProjection {
                         name: self.token_secret.clone(),
-                        items: Some(vec![KeyToPath { key: format!("token-{next_token}"), path: t.path, ..KeyToPath::default() }]),
+                        items: Some(vec![KeyToPath {
+                            key: format!("token-{next_token}"),
+                            path: t.path,
+                            ..KeyToPath::default()
+                        }]),
                         optional: Some(false),
                     });
                     *next_token += 1;
@@ -234,15 +308,24 @@ impl Translator<'_> {
 
 /// Environment variables that point tenant pods at the tenant API service.
 fn api_env(env: &PodEnv) -> Vec<EnvVar> {
-    let Some(ip) = &env.api_service_ip else { return Vec::new() };
+    let Some(ip) = &env.api_service_ip else {
+        return Vec::new();
+    };
     let port = env.api_service_port.to_string();
-    let var = |name: &str, value: String| EnvVar { name: name.to_string(), value: Some(value), value_from: None };
+    let var = |name: &str, value: String| EnvVar {
+        name: name.to_string(),
+        value: Some(value),
+        value_from: None,
+    };
     vec![
         var("KUBERNETES_SERVICE_HOST", ip.clone()),
         var("KUBERNETES_SERVICE_PORT", port.clone()),
         var("KUBERNETES_SERVICE_PORT_HTTPS", port.clone()),
         var("KUBERNETES_PORT", format!("tcp://{ip}:{port}")),
-        var(&format!("KUBERNETES_PORT_{port}_TCP"), format!("tcp://{ip}:{port}")),
+        var(
+            &format!("KUBERNETES_PORT_{port}_TCP"),
+            format!("tcp://{ip}:{port}"),
+        ),
         var(&format!("KUBERNETES_PORT_{port}_TCP_PROTO"), "tcp".into()),
         var(&format!("KUBERNETES_PORT_{port}_TCP_PORT"), port.clone()),
         var(&format!("KUBERNETES_PORT_{port}_TCP_ADDR"), ip.clone()),
@@ -252,8 +335,14 @@ fn api_env(env: &PodEnv) -> Vec<EnvVar> {
 /// The hostname the kubelet would give the virtual pod: its name cut to 63 characters, if that
 /// is a DNS label.
 fn default_hostname(name: &str) -> Option<String> {
-    let cut = name.get(..name.len().min(63)).unwrap_or(name).trim_end_matches(['-', '.']);
-    let ok = !cut.is_empty() && cut.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let cut = name
+        .get(..name.len().min(63))
+        .unwrap_or(name)
+        .trim_end_matches(['-', '.']);
+    let ok = !cut.is_empty()
+        && cut
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     ok.then(|| cut.to_string())
 }
 
@@ -261,25 +350,45 @@ fn default_hostname(name: &str) -> Option<String> {
 pub fn host_pod(ctx: &Context, env: &PodEnv, pod: &Pod) -> Result<Pod, Vec<TranslateError>> {
     let mut meta = ctx.host_meta("Pod", &pod.metadata, NameRule::Dns1123Subdomain)?;
     let Some(spec) = &pod.spec else {
-        return Err(vec![TranslateError::Missing { field: "spec".into() }]);
+        return Err(vec![TranslateError::Missing {
+            field: "spec".into(),
+        }]);
     };
     let ns = pod.metadata.namespace.as_deref().unwrap_or("");
     let vname = pod.metadata.name.as_deref().unwrap_or("");
     let host_name = meta.name.clone().unwrap_or_default();
-    let virtual_sa = spec.service_account_name.clone().or_else(|| spec.service_account.clone()).unwrap_or_else(|| "default".into());
+    let virtual_sa = spec
+        .service_account_name
+        .clone()
+        .or_else(|| spec.service_account.clone())
+        .unwrap_or_else(|| "default".into());
 
     let annotations = meta.annotations.get_or_insert_with(BTreeMap::new);
-    annotations.insert(markers::VIRTUAL_LABELS.into(), downward_format(pod.metadata.labels.as_ref()));
-    annotations.insert(markers::VIRTUAL_ANNOTATIONS.into(), downward_format(pod.metadata.annotations.as_ref()));
+    annotations.insert(
+        markers::VIRTUAL_LABELS.into(),
+        downward_format(pod.metadata.labels.as_ref()),
+    );
+    annotations.insert(
+        markers::VIRTUAL_ANNOTATIONS.into(),
+        downward_format(pod.metadata.annotations.as_ref()),
+    );
     annotations.insert(markers::VIRTUAL_SERVICE_ACCOUNT.into(), virtual_sa);
 
-    let tr = Translator { ctx, ns, token_secret: token_secret_name(&host_name) };
+    let tr = Translator {
+        ctx,
+        ns,
+        token_secret: token_secret_name(&host_name),
+    };
     let api = api_env(env);
     let mut s: PodSpec = spec.clone();
 
     let mut next_token = 0;
+    let mut errs = Vec::new();
     for v in s.volumes.iter_mut().flatten() {
-        tr.volume(v, &mut next_token);
+        tr.volume(v, &mut next_token, &mut errs);
+    }
+    if !errs.is_empty() {
+        return Err(errs);
     }
     for c in &mut s.containers {
         tr.container(c, &api);
@@ -328,15 +437,25 @@ pub fn host_pod(ctx: &Context, env: &PodEnv, pod: &Pod) -> Result<Pod, Vec<Trans
         s.host_aliases = Some(aliases);
     }
 
-    let policy = s.dns_policy.clone().unwrap_or_else(|| "ClusterFirst".into());
+    let policy = s
+        .dns_policy
+        .clone()
+        .unwrap_or_else(|| "ClusterFirst".into());
     if matches!(policy.as_str(), "ClusterFirst" | "ClusterFirstWithHostNet")
         && let Some(dns) = &env.dns_ip
     {
         let domain = &env.cluster_domain;
         let tenant = s.dns_config.take().unwrap_or_default();
-        let mut searches = vec![format!("{ns}.svc.{domain}"), format!("svc.{domain}"), domain.clone()];
+        let mut searches = vec![
+            format!("{ns}.svc.{domain}"),
+            format!("svc.{domain}"),
+            domain.clone(),
+        ];
         searches.extend(tenant.searches.unwrap_or_default());
-        let mut options = vec![PodDNSConfigOption { name: Some("ndots".into()), value: Some("5".into()) }];
+        let mut options = vec![PodDNSConfigOption {
+            name: Some("ndots".into()),
+            value: Some("5".into()),
+        }];
         for o in tenant.options.unwrap_or_default() {
             options.retain(|x| x.name != o.name);
             options.push(o);
@@ -344,10 +463,18 @@ pub fn host_pod(ctx: &Context, env: &PodEnv, pod: &Pod) -> Result<Pod, Vec<Trans
         let mut nameservers = vec![dns.clone()];
         nameservers.extend(tenant.nameservers.unwrap_or_default());
         s.dns_policy = Some("None".into());
-        s.dns_config = Some(PodDNSConfig { nameservers: Some(nameservers), options: Some(options), searches: Some(searches) });
+        s.dns_config = Some(PodDNSConfig {
+            nameservers: Some(nameservers),
+            options: Some(options),
+            searches: Some(searches),
+        });
     }
 
-    Ok(Pod { metadata: meta, spec: Some(s), status: None })
+    Ok(Pod {
+        metadata: meta,
+        spec: Some(s),
+        status: None,
+    })
 }
 
 /// Update an existing host pod towards `desired`, touching only what Kubernetes lets change
@@ -359,15 +486,28 @@ pub fn host_pod(ctx: &Context, env: &PodEnv, pod: &Pod) -> Result<Pod, Vec<Trans
 /// removed is removed on the host too, while keys added by host controllers stay).
 pub fn merge_into_host(actual: &Pod, desired: &Pod, previous_keys: &KeySet) -> Option<Pod> {
     let mut out = actual.clone();
-    merge_map(&mut out.metadata.labels, desired.metadata.labels.as_ref(), &previous_keys.labels);
-    merge_map(&mut out.metadata.annotations, desired.metadata.annotations.as_ref(), &previous_keys.annotations);
+    merge_map(
+        &mut out.metadata.labels,
+        desired.metadata.labels.as_ref(),
+        &previous_keys.labels,
+    );
+    merge_map(
+        &mut out.metadata.annotations,
+        desired.metadata.annotations.as_ref(),
+        &previous_keys.annotations,
+    );
     if let (Some(o), Some(d)) = (out.spec.as_mut(), desired.spec.as_ref()) {
         for (oc, dc) in o.containers.iter_mut().zip(&d.containers) {
             if oc.name == dc.name && dc.image.is_some() {
                 oc.image = dc.image.clone();
             }
         }
-        for (oc, dc) in o.init_containers.iter_mut().flatten().zip(d.init_containers.iter().flatten()) {
+        for (oc, dc) in o
+            .init_containers
+            .iter_mut()
+            .flatten()
+            .zip(d.init_containers.iter().flatten())
+        {
             if oc.name == dc.name && dc.image.is_some() {
                 oc.image = dc.image.clone();
             }
@@ -393,7 +533,11 @@ pub struct KeySet {
 }
 
 /// Set every desired key; remove keys vcsync wrote before that are no longer desired.
-fn merge_map(actual: &mut Option<BTreeMap<String, String>>, desired: Option<&BTreeMap<String, String>>, previous: &[String]) {
+fn merge_map(
+    actual: &mut Option<BTreeMap<String, String>>,
+    desired: Option<&BTreeMap<String, String>>,
+    previous: &[String],
+) {
     let m = actual.get_or_insert_with(BTreeMap::new);
     for k in previous {
         if desired.is_none_or(|d| !d.contains_key(k)) {
@@ -416,7 +560,10 @@ mod tests {
     use serde_json::json;
 
     fn ctx() -> Context {
-        Context { tenant: "acme".into(), host_namespace: "tenant-acme".into() }
+        Context {
+            tenant: "acme".into(),
+            host_namespace: "tenant-acme".into(),
+        }
     }
 
     fn env() -> PodEnv {
@@ -475,27 +622,147 @@ mod tests {
     fn every_reference_points_at_host_copies() {
         let host = host_pod(&ctx(), &env(), &mk_pod("default", "web")).unwrap();
         let s = host.spec.unwrap();
-        let vols: BTreeMap<_, _> = s.volumes.unwrap().into_iter().map(|v| (v.name.clone(), v)).collect();
-        assert_eq!(vols["cfg"].config_map.as_ref().unwrap().name, "app-config-default-acme-10-7");
-        assert_eq!(vols["creds"].secret.as_ref().unwrap().secret_name.as_deref(), Some("db-creds-default-acme-8-7"));
-        assert_eq!(vols["data"].persistent_volume_claim.as_ref().unwrap().claim_name, "data-default-acme-4-7");
-        let api = vols["kube-api-access-abcde"].projected.as_ref().unwrap().sources.as_ref().unwrap();
-        let token = api[0].secret.as_ref().expect("the token comes from a secret");
-        assert_eq!(token.name, "web-default-acme-3-7-sa-token");
-        assert_eq!(token.items.as_ref().unwrap()[0], KeyToPath { key: "token-0".into(), path: "token".into(), ..KeyToPath::default() });
-        assert!(api[0].service_account_token.is_none());
-        assert_eq!(api[1].config_map.as_ref().unwrap().name, "kube-root-ca.crt-default-acme-16-7");
+        let vols: BTreeMap<_, _> = s
+            .volumes
+            .unwrap()
+            .into_iter()
+            .map(|v| (v.name.clone(), v))
+            .collect();
         assert_eq!(
-            api[2].downward_api.as_ref().unwrap().items.as_ref().unwrap()[0].field_ref.as_ref().unwrap().field_path,
+            vols["cfg"].config_map.as_ref().unwrap().name,
+            "app-config-default-acme-10-7"
+        );
+        assert_eq!(
+            vols["creds"]
+                .secret
+                .as_ref()
+                .unwrap()
+                .secret_name
+                .as_deref(),
+            Some("db-creds-default-acme-8-7")
+        );
+        assert_eq!(
+            vols["data"]
+                .persistent_volume_claim
+                .as_ref()
+                .unwrap()
+                .claim_name,
+            "data-default-acme-4-7"
+        );
+        let api = vols["kube-api-access-abcde"]
+            .projected
+            .as_ref()
+            .unwrap()
+            .sources
+            .as_ref()
+            .unwrap();
+        let token = api[0]
+            .secret
+            .as_ref()
+            .expect("the token comes from a secret");
+        assert_eq!(token.name, "web-default-acme-3-7-sa-token");
+        assert_eq!(
+            token.items.as_ref().unwrap()[0],
+            KeyToPath {
+                key: "token-0".into(),
+                path: "token".into(),
+                ..KeyToPath::default()
+            }
+        );
+        assert!(api[0].service_account_token.is_none());
+        assert_eq!(
+            api[1].config_map.as_ref().unwrap().name,
+            "kube-root-ca.crt-default-acme-16-7"
+        );
+        assert_eq!(
+            api[2]
+                .downward_api
+                .as_ref()
+                .unwrap()
+                .items
+                .as_ref()
+                .unwrap()[0]
+                .field_ref
+                .as_ref()
+                .unwrap()
+                .field_path,
             "metadata.annotations['vcsync.io/namespace']"
         );
-        let vault = vols["vault"].projected.as_ref().unwrap().sources.as_ref().unwrap()[0].secret.as_ref().unwrap();
+        let vault = vols["vault"]
+            .projected
+            .as_ref()
+            .unwrap()
+            .sources
+            .as_ref()
+            .unwrap()[0]
+            .secret
+            .as_ref()
+            .unwrap();
         assert_eq!(vault.items.as_ref().unwrap()[0].key, "token-1");
-        assert_eq!(s.image_pull_secrets.unwrap()[0].name, "registry-default-acme-8-7");
+        assert_eq!(
+            s.image_pull_secrets.unwrap()[0].name,
+            "registry-default-acme-8-7"
+        );
         assert_eq!(s.service_account_name.as_deref(), Some("vcsync-workload"));
         assert_eq!(s.automount_service_account_token, Some(false));
         assert_eq!(s.node_name, None);
         assert_eq!(s.hostname.as_deref(), Some("web"));
+    }
+
+    #[test]
+    fn plugin_secrets_and_clone_sources_point_at_host_copies() {
+        let mut p = mk_pod("default", "web");
+        let vols = p.spec.as_mut().unwrap().volumes.as_mut().unwrap();
+        vols.push(serde_json::from_value(json!({"name": "csi", "csi": {"driver": "d", "nodePublishSecretRef": {"name": "host-secret"}}})).unwrap());
+        vols.push(
+            serde_json::from_value(
+                json!({"name": "az", "azureFile": {"secretName": "az", "shareName": "s"}}),
+            )
+            .unwrap(),
+        );
+        vols.push(serde_json::from_value(json!({"name": "eph", "ephemeral": {"volumeClaimTemplate": {"spec": {"accessModes": ["ReadWriteOnce"], "dataSource": {"kind": "PersistentVolumeClaim", "name": "src"}}}}})).unwrap());
+        let host = host_pod(&ctx(), &env(), &p).unwrap();
+        let vols: BTreeMap<_, _> = host
+            .spec
+            .unwrap()
+            .volumes
+            .unwrap()
+            .into_iter()
+            .map(|v| (v.name.clone(), v))
+            .collect();
+        assert_eq!(
+            vols["csi"]
+                .csi
+                .as_ref()
+                .unwrap()
+                .node_publish_secret_ref
+                .as_ref()
+                .unwrap()
+                .name,
+            "host-secret-default-acme-11-7"
+        );
+        assert_eq!(
+            vols["az"].azure_file.as_ref().unwrap().secret_name,
+            "az-default-acme-2-7"
+        );
+        let ds = vols["eph"]
+            .ephemeral
+            .as_ref()
+            .unwrap()
+            .volume_claim_template
+            .as_ref()
+            .unwrap()
+            .spec
+            .data_source
+            .as_ref()
+            .unwrap();
+        assert_eq!(ds.name, "src-default-acme-3-7");
+
+        let mut snap = mk_pod("default", "web");
+        snap.spec.as_mut().unwrap().volumes.as_mut().unwrap().push(serde_json::from_value(json!({"name": "eph", "ephemeral": {"volumeClaimTemplate": {"spec": {"dataSource": {"apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot", "name": "host-snap"}}}}})).unwrap());
+        let errs = host_pod(&ctx(), &env(), &snap).unwrap_err();
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].to_string().contains("dataSource"), "{}", errs[0]);
     }
 
     #[test]
@@ -508,7 +775,14 @@ mod tests {
         let env = host.spec.unwrap().containers[0].env.clone().unwrap();
         let pod_name = env.iter().find(|e| e.name == "POD_NAME").unwrap();
         assert_eq!(
-            pod_name.value_from.as_ref().unwrap().field_ref.as_ref().unwrap().field_path,
+            pod_name
+                .value_from
+                .as_ref()
+                .unwrap()
+                .field_ref
+                .as_ref()
+                .unwrap()
+                .field_path,
             "metadata.annotations['vcsync.io/name']"
         );
         assert_eq!(env[0].name, "KUBERNETES_SERVICE_HOST");
@@ -517,22 +791,54 @@ mod tests {
 
     #[test]
     fn cluster_first_dns_uses_the_tenant_dns_and_virtual_search_path() {
-        let s = host_pod(&ctx(), &env(), &mk_pod("shop", "web")).unwrap().spec.unwrap();
+        let s = host_pod(&ctx(), &env(), &mk_pod("shop", "web"))
+            .unwrap()
+            .spec
+            .unwrap();
         assert_eq!(s.dns_policy.as_deref(), Some("None"));
         let dns = s.dns_config.unwrap();
         assert_eq!(dns.nameservers.unwrap(), ["10.96.0.53"]);
-        assert_eq!(dns.searches.unwrap(), ["shop.svc.cluster.local", "svc.cluster.local", "cluster.local"]);
+        assert_eq!(
+            dns.searches.unwrap(),
+            [
+                "shop.svc.cluster.local",
+                "svc.cluster.local",
+                "cluster.local"
+            ]
+        );
         let mut p = mk_pod("shop", "web");
         p.spec.as_mut().unwrap().dns_policy = Some("Default".into());
-        assert_eq!(host_pod(&ctx(), &env(), &p).unwrap().spec.unwrap().dns_policy.as_deref(), Some("Default"));
+        assert_eq!(
+            host_pod(&ctx(), &env(), &p)
+                .unwrap()
+                .spec
+                .unwrap()
+                .dns_policy
+                .as_deref(),
+            Some("Default")
+        );
     }
 
     #[test]
     fn token_sources_match_the_secret_keys() {
         let t = token_sources(&mk_pod("default", "web"));
         assert_eq!(t.len(), 2);
-        assert_eq!(t[0], TokenSource { key: "token-0".into(), audience: None, expiration_seconds: 3607 });
-        assert_eq!(t[1], TokenSource { key: "token-1".into(), audience: Some("vault".into()), expiration_seconds: 3600 });
+        assert_eq!(
+            t[0],
+            TokenSource {
+                key: "token-0".into(),
+                audience: None,
+                expiration_seconds: 3607
+            }
+        );
+        assert_eq!(
+            t[1],
+            TokenSource {
+                key: "token-1".into(),
+                audience: Some("vault".into()),
+                expiration_seconds: 3600
+            }
+        );
         assert!(token_secret_name(&"a".repeat(253)).len() <= 253);
     }
 
@@ -541,21 +847,65 @@ mod tests {
         let desired = host_pod(&ctx(), &env(), &mk_pod("default", "web")).unwrap();
         let mut actual = desired.clone();
         // What the host added: an annotation of its own and default tolerations.
-        actual.metadata.annotations.as_mut().unwrap().insert("kubernetes.io/limit-ranger".into(), "x".into());
-        actual.spec.as_mut().unwrap().tolerations = Some(vec![serde_json::from_value(json!({"key": "node.kubernetes.io/not-ready", "operator": "Exists"})).unwrap()]);
+        actual
+            .metadata
+            .annotations
+            .as_mut()
+            .unwrap()
+            .insert("kubernetes.io/limit-ranger".into(), "x".into());
+        actual.spec.as_mut().unwrap().tolerations = Some(vec![
+            serde_json::from_value(
+                json!({"key": "node.kubernetes.io/not-ready", "operator": "Exists"}),
+            )
+            .unwrap(),
+        ]);
         let keys = KeySet {
-            labels: desired.metadata.labels.as_ref().unwrap().keys().cloned().collect(),
-            annotations: desired.metadata.annotations.as_ref().unwrap().keys().cloned().collect(),
+            labels: desired
+                .metadata
+                .labels
+                .as_ref()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect(),
+            annotations: desired
+                .metadata
+                .annotations
+                .as_ref()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect(),
         };
-        assert_eq!(merge_into_host(&actual, &desired, &keys), None, "in sync: no write");
+        assert_eq!(
+            merge_into_host(&actual, &desired, &keys),
+            None,
+            "in sync: no write"
+        );
 
         let mut changed = desired.clone();
         changed.spec.as_mut().unwrap().containers[0].image = Some("nginx:1.28".into());
         changed.metadata.labels.as_mut().unwrap().remove("app");
         let merged = merge_into_host(&actual, &changed, &keys).expect("an update");
-        assert_eq!(merged.spec.as_ref().unwrap().containers[0].image.as_deref(), Some("nginx:1.28"));
+        assert_eq!(
+            merged.spec.as_ref().unwrap().containers[0].image.as_deref(),
+            Some("nginx:1.28")
+        );
         assert!(!merged.metadata.labels.as_ref().unwrap().contains_key("app"));
-        assert_eq!(merged.metadata.annotations.as_ref().unwrap()["kubernetes.io/limit-ranger"], "x");
-        assert_eq!(merged.spec.as_ref().unwrap().tolerations.as_ref().unwrap().len(), 1);
+        assert_eq!(
+            merged.metadata.annotations.as_ref().unwrap()["kubernetes.io/limit-ranger"],
+            "x"
+        );
+        assert_eq!(
+            merged
+                .spec
+                .as_ref()
+                .unwrap()
+                .tolerations
+                .as_ref()
+                .unwrap()
+                .len(),
+            1
+        );
     }
 }

@@ -13,7 +13,12 @@ pub struct ApiError {
 
 impl ApiError {
     /// A `Status` with `reason`, `message`, optional `details` and `code`.
-    pub fn new(code: u16, reason: &str, message: impl Into<String>, details: Option<Value>) -> Self {
+    pub fn new(
+        code: u16,
+        reason: &str,
+        message: impl Into<String>,
+        details: Option<Value>,
+    ) -> Self {
         let mut body = json!({
             "kind": "Status",
             "apiVersion": "v1",
@@ -28,7 +33,11 @@ impl ApiError {
             body["details"] = d;
         }
         body["code"] = json!(code);
-        ApiError { code, body, headers: Vec::new() }
+        ApiError {
+            code,
+            body,
+            headers: Vec::new(),
+        }
     }
 
     /// `details: {name, kind}` (+ `group` when non-empty), as apimachinery's `NewNotFound` & co.
@@ -45,7 +54,11 @@ impl ApiError {
     }
 
     fn qualified(group: &str, plural: &str) -> String {
-        if group.is_empty() { plural.to_string() } else { format!("{plural}.{group}") }
+        if group.is_empty() {
+            plural.to_string()
+        } else {
+            format!("{plural}.{group}")
+        }
     }
 
     pub fn not_found(group: &str, plural: &str, name: &str) -> Self {
@@ -61,7 +74,11 @@ impl ApiError {
         Self::new(
             409,
             "AlreadyExists",
-            format!("{} \"{}\" already exists", Self::qualified(group, plural), name),
+            format!(
+                "{} \"{}\" already exists",
+                Self::qualified(group, plural),
+                name
+            ),
             Some(Self::details(group, plural, name)),
         )
     }
@@ -71,7 +88,12 @@ impl ApiError {
         Self::new(
             409,
             "Conflict",
-            format!("Operation cannot be fulfilled on {} \"{}\": {}", Self::qualified(group, plural), name, why),
+            format!(
+                "Operation cannot be fulfilled on {} \"{}\": {}",
+                Self::qualified(group, plural),
+                name,
+                why
+            ),
             Some(Self::details(group, plural, name)),
         )
     }
@@ -98,12 +120,21 @@ impl ApiError {
     }
 
     pub fn method_not_allowed() -> Self {
-        Self::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource", Some(json!({})))
+        Self::new(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
+            Some(json!({})),
+        )
     }
 
     /// 422 Invalid built from field errors (see [`FieldError`]).
     pub fn invalid(group: &str, kind: &str, name: &str, errs: &[FieldError]) -> Self {
-        let gk = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
+        let gk = if group.is_empty() {
+            kind.to_string()
+        } else {
+            format!("{kind}.{group}")
+        };
         let msgs: Vec<String> = errs.iter().map(|e| e.error_string()).collect();
         let message = if msgs.len() == 1 {
             format!("{gk} \"{name}\" is invalid: {}", msgs[0])
@@ -186,11 +217,26 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    pub fn new(kind: FieldErrorKind, field: impl Into<String>, value: Option<String>, detail: impl Into<String>) -> Self {
-        FieldError { kind, field: field.into(), value, detail: detail.into() }
+    pub fn new(
+        kind: FieldErrorKind,
+        field: impl Into<String>,
+        value: Option<String>,
+        detail: impl Into<String>,
+    ) -> Self {
+        FieldError {
+            kind,
+            field: field.into(),
+            value,
+            detail: detail.into(),
+        }
     }
     pub fn invalid(field: impl Into<String>, value: &Value, detail: impl Into<String>) -> Self {
-        Self::new(FieldErrorKind::Invalid, field, Some(render_value(value)), detail)
+        Self::new(
+            FieldErrorKind::Invalid,
+            field,
+            Some(render_value(value)),
+            detail,
+        )
     }
     pub fn required(field: impl Into<String>, detail: impl Into<String>) -> Self {
         Self::new(FieldErrorKind::Required, field, None, detail)

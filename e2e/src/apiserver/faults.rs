@@ -28,7 +28,12 @@ pub struct FaultRule {
 
 impl FaultRule {
     pub fn new(verb: Option<&str>, resource: Option<&str>, count: u32, fault: Fault) -> Self {
-        FaultRule { verb: verb.map(str::to_string), resource: resource.map(str::to_string), remaining: count, fault }
+        FaultRule {
+            verb: verb.map(str::to_string),
+            resource: resource.map(str::to_string),
+            remaining: count,
+            fault,
+        }
     }
 }
 
@@ -67,11 +72,21 @@ impl Faults {
     }
 
     pub fn count(&mut self, verb: &str, resource: &str, code: u16) {
-        *self.counts.entry(RequestCount { verb: verb.to_string(), resource: resource.to_string(), code }).or_default() += 1;
+        *self
+            .counts
+            .entry(RequestCount {
+                verb: verb.to_string(),
+                resource: resource.to_string(),
+                code,
+            })
+            .or_default() += 1;
     }
 }
 
 /// Whether a verb writes.
 pub fn is_write(verb: &str) -> bool {
-    matches!(verb, "create" | "update" | "patch" | "delete" | "deletecollection")
+    matches!(
+        verb,
+        "create" | "update" | "patch" | "delete" | "deletecollection"
+    )
 }

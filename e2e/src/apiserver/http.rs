@@ -12,9 +12,9 @@ use serde_json::{Value, json};
 use super::errors::ApiError;
 use super::faults::Fault;
 use super::ops::{self, DeleteOpts, Deleted, WriteCtx};
+use super::patchops as patch;
 use super::resources::{self, ResourceDef};
 use super::server::Shared;
-use super::patchops as patch;
 use super::{convert, decode, discovery, selectors, table, watch};
 
 /// Response body type: full bodies and watch streams.
@@ -26,17 +26,23 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
 
 /// A JSON response.
 pub fn json_response(code: u16, body: &Value, warnings: &[String]) -> Response<Body> {
-    let mut b = Response::builder().status(code).header("Content-Type", "application/json");
+    let mut b = Response::builder()
+        .status(code)
+        .header("Content-Type", "application/json");
     for w in warnings {
         b = b.header("Warning", w);
     }
-    b.body(full(serde_json::to_vec(body).unwrap_or_default())).expect("valid response")
+    b.body(full(serde_json::to_vec(body).unwrap_or_default()))
+        .expect("valid response")
 }
 
 pub fn error_response(e: &ApiError) -> Response<Body> {
     let mut r = json_response(e.code, &e.body, &[]);
     for (k, v) in &e.headers {
-        if let (Ok(k), Ok(v)) = (hyper::header::HeaderName::try_from(k.as_str()), hyper::header::HeaderValue::try_from(v.as_str())) {
+        if let (Ok(k), Ok(v)) = (
+            hyper::header::HeaderName::try_from(k.as_str()),
+            hyper::header::HeaderValue::try_from(v.as_str()),
+        ) {
             r.headers_mut().insert(k, v);
         }
     }
@@ -57,7 +63,12 @@ fn not_found_text() -> Response<Body> {
 }
 
 fn resource_not_found() -> ApiError {
-    ApiError::new(404, "NotFound", "the server could not find the requested resource", Some(json!({})))
+    ApiError::new(
+        404,
+        "NotFound",
+        "the server could not find the requested resource",
+        Some(json!({})),
+    )
 }
 
 /// Who is calling.
@@ -124,7 +135,9 @@ pub fn pct_decode(s: &str) -> String {
                 i += 1;
             }
             b'%' if i + 2 < b.len() => {
-                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                let hex = std::str::from_utf8(&b[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
                 match hex {
                     Some(v) => {
                         out.push(v);
@@ -177,11 +190,17 @@ impl Req {
                 kind,
                 "dryRun",
                 "FieldValueNotSupported",
-                &format!("Unsupported value: []string{{{}}}: supported values: \"All\"", list.join(", ")),
+                &format!(
+                    "Unsupported value: []string{{{}}}: supported values: \"All\"",
+                    list.join(", ")
+                ),
             ));
         }
         Ok(WriteCtx {
-            manager: patch::manager_from_request(self.query.get("fieldManager"), Some(&self.user_agent)),
+            manager: patch::manager_from_request(
+                self.query.get("fieldManager"),
+                Some(&self.user_agent),
+            ),
             dry_run: !dry.is_empty(),
             apply: false,
         })
@@ -194,7 +213,9 @@ pub fn options_invalid(kind: &str, field: &str, reason: &str, msg: &str) -> ApiE
         422,
         "Invalid",
         format!("{kind}.meta.k8s.io \"\" is invalid: {field}: {msg}"),
-        Some(json!({"group": "meta.k8s.io", "kind": kind, "causes": [{"reason": reason, "message": msg, "field": field}]})),
+        Some(
+            json!({"group": "meta.k8s.io", "kind": kind, "causes": [{"reason": reason, "message": msg, "field": field}]}),
+        ),
     )
 }
 
@@ -251,13 +272,28 @@ pub async fn handle(shared: Arc<Shared>, req: Request<hyper::body::Incoming>) ->
     if let Some(f) = fault {
         let e = match f {
             Fault::TooManyRequests { retry_after_secs } => {
-                let mut e = ApiError::new(429, "TooManyRequests", "the server has received too many requests and has asked us to try again later", Some(json!({"retryAfterSeconds": retry_after_secs})));
-                e.headers.push(("Retry-After".into(), retry_after_secs.to_string()));
+                let mut e = ApiError::new(
+                    429,
+                    "TooManyRequests",
+                    "the server has received too many requests and has asked us to try again later",
+                    Some(json!({"retryAfterSeconds": retry_after_secs})),
+                );
+                e.headers
+                    .push(("Retry-After".into(), retry_after_secs.to_string()));
                 e
             }
             Fault::InternalError => ApiError::internal("injected internal error"),
-            Fault::ServiceUnavailable => ApiError::new(503, "ServiceUnavailable", "the server is currently unable to handle the request", None),
-            Fault::Conflict => ApiError::stale(target.def.group, target.def.plural, target.name.as_deref().unwrap_or("")),
+            Fault::ServiceUnavailable => ApiError::new(
+                503,
+                "ServiceUnavailable",
+                "the server is currently unable to handle the request",
+                None,
+            ),
+            Fault::Conflict => ApiError::stale(
+                target.def.group,
+                target.def.plural,
+                target.name.as_deref().unwrap_or(""),
+            ),
         };
         shared.faults().count(verb, &counter_resource, e.code);
         return error_response(&e);
@@ -274,11 +310,32 @@ pub async fn handle(shared: Arc<Shared>, req: Request<hyper::body::Incoming>) ->
         Ok(b) => b.to_bytes(),
         Err(_) => Bytes::new(),
     };
-    let content_type = parts.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-    let user_agent = parts.headers.get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-    let r = Req { shared: shared.clone(), method: parts.method.clone(), target, query, content_type, user_agent, repr, body };
+    let content_type = parts
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let user_agent = parts
+        .headers
+        .get("user-agent")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let r = Req {
+        shared: shared.clone(),
+        method: parts.method.clone(),
+        target,
+        query,
+        content_type,
+        user_agent,
+        repr,
+        body,
+    };
     let resp = dispatch(r, verb).await;
-    shared.faults().count(verb, &counter_resource, resp.status().as_u16());
+    shared
+        .faults()
+        .count(verb, &counter_resource, resp.status().as_u16());
     resp
 }
 
@@ -316,7 +373,10 @@ fn forbidden_for(t: &Target, verb: &str, ns: &str) -> ApiError {
         details["group"] = json!(t.def.group);
     }
     ApiError::forbidden(
-        format!("{what} is forbidden: User \"{user}\" cannot {verb} resource \"{res}\" in API group \"{}\" {scope}", t.def.group),
+        format!(
+            "{what} is forbidden: User \"{user}\" cannot {verb} resource \"{res}\" in API group \"{}\" {scope}",
+            t.def.group
+        ),
         Some(details),
     )
 }
@@ -358,16 +418,29 @@ fn route(path: &str) -> Result<Target, Response<Body>> {
     }
     let find = |plural: &str| resources::find(group, version, plural);
     let nf = || error_response(&resource_not_found());
-    let t = |def: &'static ResourceDef, ns: Option<&str>, name: Option<&str>, sub: Option<&str>| -> Result<Target, Response<Body>> {
+    let t = |def: &'static ResourceDef,
+             ns: Option<&str>,
+             name: Option<&str>,
+             sub: Option<&str>|
+     -> Result<Target, Response<Body>> {
         if let Some(s) = sub
             && !def.has_subresource(s)
         {
             return Err(nf());
         }
-        Ok(Target { def, namespace: ns.map(str::to_string), name: name.map(str::to_string), subresource: sub.map(str::to_string) })
+        Ok(Target {
+            def,
+            namespace: ns.map(str::to_string),
+            name: name.map(str::to_string),
+            subresource: sub.map(str::to_string),
+        })
     };
     match rest {
-        ["namespaces", ns, plural, tail @ ..] if !(group.is_empty() && matches!(*plural, "status" | "finalize") && tail.is_empty()) => {
+        ["namespaces", ns, plural, tail @ ..]
+            if !(group.is_empty()
+                && matches!(*plural, "status" | "finalize")
+                && tail.is_empty()) =>
+        {
             let def = find(plural).ok_or_else(nf)?;
             if !def.namespaced {
                 return Err(nf());
@@ -394,19 +467,28 @@ fn route(path: &str) -> Result<Target, Response<Body>> {
 
 /// Pick the representation from `Accept`, or 406.
 fn negotiate(accept: Option<&str>) -> Result<Representation, ApiError> {
-    let Some(accept) = accept.filter(|a| !a.trim().is_empty()) else { return Ok(Representation::Json) };
+    let Some(accept) = accept.filter(|a| !a.trim().is_empty()) else {
+        return Ok(Representation::Json);
+    };
     for part in accept.split(',') {
         let mut it = part.split(';').map(str::trim);
         let media = it.next().unwrap_or("").to_ascii_lowercase();
         let params: HashMap<String, String> = it
-            .filter_map(|p| p.split_once('=').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))
+            .filter_map(|p| {
+                p.split_once('=')
+                    .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            })
             .collect();
         match media.as_str() {
             "application/json" | "*/*" | "application/*" | "application/json;stream=watch" => {
                 match params.get("as").map(String::as_str) {
                     None => return Ok(Representation::Json),
-                    Some("Table") if params.get("g").is_none_or(|g| g == "meta.k8s.io") => return Ok(Representation::Table),
-                    Some("PartialObjectMetadata" | "PartialObjectMetadataList") if params.get("g").is_none_or(|g| g == "meta.k8s.io") => {
+                    Some("Table") if params.get("g").is_none_or(|g| g == "meta.k8s.io") => {
+                        return Ok(Representation::Table);
+                    }
+                    Some("PartialObjectMetadata" | "PartialObjectMetadataList")
+                        if params.get("g").is_none_or(|g| g == "meta.k8s.io") =>
+                    {
                         return Ok(Representation::PartialMetadata);
                     }
                     Some(_) => continue,
@@ -434,11 +516,21 @@ pub fn render_object(def: &ResourceDef, obj: &Value, repr: Representation) -> Va
     }
 }
 
-fn respond(code: u16, def: &ResourceDef, obj: &Value, repr: Representation, warnings: &[String]) -> Response<Body> {
+fn respond(
+    code: u16,
+    def: &ResourceDef,
+    obj: &Value,
+    repr: Representation,
+    warnings: &[String],
+) -> Response<Body> {
     let v = render_object(def, obj, repr);
     if repr == Representation::Yaml {
         let yaml = serde_saphyr::to_string(&v).unwrap_or_default();
-        return Response::builder().status(code).header("Content-Type", "application/yaml").body(full(yaml)).expect("valid response");
+        return Response::builder()
+            .status(code)
+            .header("Content-Type", "application/yaml")
+            .body(full(yaml))
+            .expect("valid response");
     }
     json_response(code, &v, warnings)
 }
@@ -476,21 +568,52 @@ fn get(r: &Req) -> Result<Response<Body>, ApiError> {
 
 fn admission_log(r: &Req, name: &str) -> Result<Response<Body>, ApiError> {
     let pod = r.shared.lock().get(r.target.def, r.ns(), name)?;
-    let containers: Vec<&str> = pod["spec"]["containers"].as_array().into_iter().flatten().filter_map(|c| c["name"].as_str()).collect();
+    let containers: Vec<&str> = pod["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
     if let Some(c) = r.query.get("container")
         && !containers.contains(&c)
-        && !pod["spec"]["initContainers"].as_array().into_iter().flatten().any(|ic| ic["name"] == c)
+        && !pod["spec"]["initContainers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|ic| ic["name"] == c)
     {
-        return Err(ApiError::bad_request(format!("container {c} is not valid for pod {name}")));
+        return Err(ApiError::bad_request(format!(
+            "container {c} is not valid for pod {name}"
+        )));
     }
     if pod["spec"]["nodeName"].as_str().is_none_or(str::is_empty) {
         // kube-apiserver answers an unscheduled pod's log with an empty 204.
-        return Ok(Response::builder().status(StatusCode::NO_CONTENT).body(full(Bytes::new())).expect("valid response"));
+        return Ok(Response::builder()
+            .status(StatusCode::NO_CONTENT)
+            .body(full(Bytes::new()))
+            .expect("valid response"));
     }
-    let ready = pod["status"]["phase"] == "Running" || pod["status"]["phase"] == "Succeeded" || pod["status"]["phase"] == "Failed";
-    let has_address = pod["status"]["hostIP"].as_str().is_some_and(|s| !s.is_empty());
-    if !ready || !has_address {
-        return Err(ApiError::new(500, "", "no preferred addresses found; known addresses: []", None));
+    // kube-apiserver proxies to the kubelet at the node's address; without one it gives up.
+    let node_name = pod["spec"]["nodeName"].as_str().unwrap_or("");
+    let node = r.shared.lock().store.get("nodes", "", node_name);
+    let Some(node) = node else {
+        return Err(ApiError::new(
+            500,
+            "",
+            format!("nodes \"{node_name}\" not found"),
+            None,
+        ));
+    };
+    if node["status"]["addresses"]
+        .as_array()
+        .is_none_or(|a| a.is_empty())
+    {
+        return Err(ApiError::new(
+            500,
+            "",
+            "no preferred addresses found; known addresses: []",
+            None,
+        ));
     }
     // The simulated kubelet's log: a fixed body, so tests can assert log plumbing.
     Ok(text_response(200, &format!("log of {}/{name}\n", r.ns())))
@@ -500,9 +623,17 @@ fn admission_log(r: &Req, name: &str) -> Result<Response<Body>, ApiError> {
 fn list(r: &Req) -> Result<Response<Body>, ApiError> {
     let def = r.target.def;
     let label = selectors::LabelSelector::parse(r.query.get("labelSelector").unwrap_or(""))?;
-    let field = selectors::FieldSelector::parse(r.query.get("fieldSelector").unwrap_or(""), def.group, def.plural)?;
+    let field = selectors::FieldSelector::parse(
+        r.query.get("fieldSelector").unwrap_or(""),
+        def.group,
+        def.plural,
+    )?;
     check_list_rv(r)?;
-    let limit: usize = r.query.get("limit").and_then(|l| l.parse().ok()).unwrap_or(0);
+    let limit: usize = r
+        .query
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(0);
     let start = match r.query.get("continue").filter(|c| !c.is_empty()) {
         Some(c) => Some(decode_continue(c)?),
         None => None,
@@ -527,7 +658,10 @@ fn list(r: &Req) -> Result<Response<Body>, ApiError> {
             remaining += 1;
             continue;
         }
-        last_key = Some((ops::meta_str(obj, "namespace").to_string(), ops::meta_str(obj, "name").to_string()));
+        last_key = Some((
+            ops::meta_str(obj, "namespace").to_string(),
+            ops::meta_str(obj, "name").to_string(),
+        ));
         items.push(convert::from_storage(def, obj));
     }
     drop(st);
@@ -587,7 +721,9 @@ fn check_list_rv(r: &Req) -> Result<(), ApiError> {
             504,
             "Timeout",
             format!("Timeout: Too large resource version: {n}, current: {current}"),
-            Some(json!({"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1})),
+            Some(
+                json!({"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1}),
+            ),
         );
         e.headers.push(("Retry-After".into(), "1".into()));
         return Err(e);
@@ -598,7 +734,11 @@ fn check_list_rv(r: &Req) -> Result<(), ApiError> {
 /// Continue tokens look like kube-apiserver's: base64 of `{"v":"meta.k8s.io/v1","rv":N,"start":"key"}`.
 fn encode_continue(rv: u64, key: &(String, String)) -> String {
     use base64::Engine;
-    let start = if key.0.is_empty() { format!("{}\u{0}", key.1) } else { format!("{}/{}\u{0}", key.0, key.1) };
+    let start = if key.0.is_empty() {
+        format!("{}\u{0}", key.1)
+    } else {
+        format!("{}/{}\u{0}", key.0, key.1)
+    };
     let j = json!({"v": "meta.k8s.io/v1", "rv": rv, "start": start});
     continue_engine().encode(j.to_string())
 }
@@ -616,14 +756,24 @@ fn continue_engine() -> base64::engine::GeneralPurpose {
 fn decode_continue(token: &str) -> Result<(u64, (String, String)), ApiError> {
     use base64::Engine;
     let bad = |why: String| ApiError::bad_request(format!("invalid continue token: {why}"));
-    let raw = continue_engine().decode(token).map_err(|e| bad(format!("continue key is not valid: {e}")))?;
+    let raw = continue_engine()
+        .decode(token)
+        .map_err(|e| bad(format!("continue key is not valid: {e}")))?;
     let v: Value = serde_json::from_slice(&raw).map_err(|_| {
         let first = raw.first().copied().unwrap_or(0);
         // Go quotes the offending byte as a rune: printable ASCII as is, the rest as \uXXXX.
-        let quoted = if first.is_ascii_graphic() { (first as char).to_string() } else { format!("\\u{first:04x}") };
-        bad(format!("continue key is not valid: invalid character '{quoted}' looking for beginning of value"))
+        let quoted = if first.is_ascii_graphic() {
+            (first as char).to_string()
+        } else {
+            format!("\\u{first:04x}")
+        };
+        bad(format!(
+            "continue key is not valid: invalid character '{quoted}' looking for beginning of value"
+        ))
     })?;
-    let rv = v["rv"].as_u64().ok_or_else(|| bad("continue key is not valid: missing rv".into()))?;
+    let rv = v["rv"]
+        .as_u64()
+        .ok_or_else(|| bad("continue key is not valid: missing rv".into()))?;
     let start = v["start"].as_str().unwrap_or("").trim_end_matches('\u{0}');
     let key = match start.split_once('/') {
         Some((ns, name)) => (ns.to_string(), name.to_string()),
@@ -657,7 +807,9 @@ fn create(r: &Req) -> Result<Response<Body>, ApiError> {
     let ns = r.ns().to_string();
     let body_ns = ops::meta_str(&obj, "namespace");
     if def.namespaced && !body_ns.is_empty() && body_ns != ns {
-        return Err(ApiError::bad_request("the namespace of the provided object does not match the namespace sent on the request"));
+        return Err(ApiError::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        ));
     }
     let (stored, rv) = {
         let mut st = r.shared.lock();
@@ -692,7 +844,11 @@ fn admission_token(r: &Req) -> Result<Response<Body>, ApiError> {
 
 fn update(r: &Req) -> Result<Response<Body>, ApiError> {
     let def = r.target.def;
-    let name = r.target.name.clone().ok_or_else(ApiError::method_not_allowed)?;
+    let name = r
+        .target
+        .name
+        .clone()
+        .ok_or_else(ApiError::method_not_allowed)?;
     match r.target.subresource.as_deref() {
         None | Some("status") => {}
         Some("finalize") if def.plural == "namespaces" => {}
@@ -703,30 +859,45 @@ fn update(r: &Req) -> Result<Response<Body>, ApiError> {
     let ns = r.ns().to_string();
     let body_ns = ops::meta_str(&obj, "namespace");
     if def.namespaced && !body_ns.is_empty() && body_ns != ns {
-        return Err(ApiError::bad_request("the namespace of the provided object does not match the namespace sent on the request"));
+        return Err(ApiError::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        ));
     }
-    let sub = match r.target.subresource.as_deref() {
-        Some("finalize") => Some("status"),
-        s => s,
-    };
+    let sub = r.target.subresource.as_deref();
     let ((stored, created), rv) = {
         let mut st = r.shared.lock();
         let o = st.update(def, &ns, &name, obj, sub, &ctx)?;
         (o, st.store.rv())
     };
     r.shared.notify(rv);
-    Ok(respond(if created { 201 } else { 200 }, def, &stored, r.repr, &warnings))
+    Ok(respond(
+        if created { 201 } else { 200 },
+        def,
+        &stored,
+        r.repr,
+        &warnings,
+    ))
 }
 
 fn patch_handler(r: &Req) -> Result<Response<Body>, ApiError> {
     let def = r.target.def;
-    let name = r.target.name.clone().ok_or_else(ApiError::method_not_allowed)?;
+    let name = r
+        .target
+        .name
+        .clone()
+        .ok_or_else(ApiError::method_not_allowed)?;
     match r.target.subresource.as_deref() {
         None | Some("status") => {}
         _ => return Err(ApiError::method_not_allowed()),
     }
     let ns = r.ns().to_string();
-    let ct = r.content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let ct = r
+        .content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     let now = ops::now_rfc3339();
     let force = r.query.flag("force");
     let mut st = r.shared.lock();
@@ -735,13 +906,44 @@ fn patch_handler(r: &Req) -> Result<Response<Body>, ApiError> {
         "application/apply-patch+yaml" | "application/apply-patch+json" => {
             let manager = r.query.get("fieldManager");
             let applied = patch::decode_apply_body(&r.body)?;
-            patch::validate_apply(manager, &applied, &def.api_version(), def.kind, &name, r.target.namespace.as_deref())?;
-            let ctx = WriteCtx { manager: manager.unwrap_or("").to_string(), dry_run: r.write_ctx()?.dry_run, apply: true };
+            patch::validate_apply(
+                manager,
+                &applied,
+                &def.api_version(),
+                def.kind,
+                &name,
+                r.target.namespace.as_deref(),
+            )?;
+            let ctx = WriteCtx {
+                manager: manager.unwrap_or("").to_string(),
+                dry_run: r.write_ctx()?.dry_run,
+                apply: true,
+            };
             let live_view = live.as_ref().map(|l| convert::from_storage(def, l));
-            let merged = patch::server_side_apply(live_view.as_ref(), &applied, &ctx.manager, force, def.group, def.kind, &def.api_version(), &now)?;
+            let merged = patch::server_side_apply(
+                live_view.as_ref(),
+                &applied,
+                &ctx.manager,
+                force,
+                def.group,
+                def.kind,
+                &def.api_version(),
+                &now,
+            )?;
             let merged = convert::to_storage(def, merged)?;
             match &live {
-                Some(old) => (st.update_from(def, &ns, &name, old, merged, r.target.subresource.as_deref(), &ctx)?, false),
+                Some(old) => (
+                    st.update_from(
+                        def,
+                        &ns,
+                        &name,
+                        old,
+                        merged,
+                        r.target.subresource.as_deref(),
+                        &ctx,
+                    )?,
+                    false,
+                ),
                 None => {
                     let mut m = merged;
                     if ops::meta_str(&m, "name").is_empty() {
@@ -751,9 +953,15 @@ fn patch_handler(r: &Req) -> Result<Response<Body>, ApiError> {
                 }
             }
         }
-        "application/merge-patch+json" | "application/json-patch+json" | "application/strategic-merge-patch+json" => {
+        "application/merge-patch+json"
+        | "application/json-patch+json"
+        | "application/strategic-merge-patch+json" => {
             let ctx = r.write_ctx()?;
-            let patch_body = if ct == "application/json-patch+json" { patch::decode_json_patch(&r.body)? } else { patch::decode_patch_body(&r.body)? };
+            let patch_body = if ct == "application/json-patch+json" {
+                patch::decode_json_patch(&r.body)?
+            } else {
+                patch::decode_patch_body(&r.body)?
+            };
             let old = live.ok_or_else(|| ApiError::not_found(def.group, def.plural, &name))?;
             let view = convert::from_storage(def, &old);
             let patched = match ct.as_str() {
@@ -762,22 +970,46 @@ fn patch_handler(r: &Req) -> Result<Response<Body>, ApiError> {
                 _ => patch::strategic_merge_patch(def.group, def.kind, &view, &patch_body)?,
             };
             // A patch may carry a resourceVersion precondition.
-            let prv = patched["metadata"]["resourceVersion"].as_str().unwrap_or("");
+            let prv = patched["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap_or("");
             if !prv.is_empty() && prv != ops::meta_str(&old, "resourceVersion") {
                 return Err(ApiError::stale(def.group, def.plural, &name));
             }
             let patched = convert::to_storage(def, patched)?;
             let (patched, _) = decode::check_typed(def, patched, "Ignore")?;
-            (st.update_from(def, &ns, &name, &old, patched, r.target.subresource.as_deref(), &ctx)?, false)
+            (
+                st.update_from(
+                    def,
+                    &ns,
+                    &name,
+                    &old,
+                    patched,
+                    r.target.subresource.as_deref(),
+                    &ctx,
+                )?,
+                false,
+            )
         }
         _ => {
-            return Err(ApiError::new(415, "UnsupportedMediaType", "415: Unsupported Media Type", Some(json!({}))));
+            return Err(ApiError::new(
+                415,
+                "UnsupportedMediaType",
+                "415: Unsupported Media Type",
+                Some(json!({})),
+            ));
         }
     };
     let rv = st.store.rv();
     drop(st);
     r.shared.notify(rv);
-    Ok(respond(if created { 201 } else { 200 }, def, &result, r.repr, &[]))
+    Ok(respond(
+        if created { 201 } else { 200 },
+        def,
+        &result,
+        r.repr,
+        &[],
+    ))
 }
 
 /// DeleteOptions from the query and the body.
@@ -789,12 +1021,18 @@ fn delete_opts(r: &Req) -> Result<DeleteOpts, ApiError> {
         o.grace_period_seconds = b["gracePeriodSeconds"].as_i64();
         o.propagation = b["propagationPolicy"].as_str().map(str::to_string);
         o.precondition_uid = b["preconditions"]["uid"].as_str().map(str::to_string);
-        o.precondition_rv = b["preconditions"]["resourceVersion"].as_str().map(str::to_string);
+        o.precondition_rv = b["preconditions"]["resourceVersion"]
+            .as_str()
+            .map(str::to_string);
         if b["orphanDependents"] == json!(true) && o.propagation.is_none() {
             o.propagation = Some("Orphan".into());
         }
     }
-    if let Some(g) = r.query.get("gracePeriodSeconds").and_then(|g| g.parse().ok()) {
+    if let Some(g) = r
+        .query
+        .get("gracePeriodSeconds")
+        .and_then(|g| g.parse().ok())
+    {
         o.grace_period_seconds = Some(g);
     }
     if let Some(p) = r.query.get("propagationPolicy") {
@@ -807,7 +1045,9 @@ fn delete_opts(r: &Req) -> Result<DeleteOpts, ApiError> {
             "DeleteOptions",
             "propagationPolicy",
             "FieldValueNotSupported",
-            &format!("Unsupported value: \"{p}\": supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""),
+            &format!(
+                "Unsupported value: \"{p}\": supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""
+            ),
         ));
     }
     Ok(o)
@@ -848,7 +1088,11 @@ fn delete_collection(r: &Req) -> Result<Response<Body>, ApiError> {
         return Err(ApiError::method_not_allowed());
     }
     let label = selectors::LabelSelector::parse(r.query.get("labelSelector").unwrap_or(""))?;
-    let field = selectors::FieldSelector::parse(r.query.get("fieldSelector").unwrap_or(""), def.group, def.plural)?;
+    let field = selectors::FieldSelector::parse(
+        r.query.get("fieldSelector").unwrap_or(""),
+        def.group,
+        def.plural,
+    )?;
     let opts = delete_opts(r)?;
     let ctx = r.write_ctx()?;
     let mut st = r.shared.lock();
@@ -857,12 +1101,19 @@ fn delete_collection(r: &Req) -> Result<Response<Body>, ApiError> {
         .store
         .list(def.storage, ns.as_deref())
         .filter(|o| label.matches(o["metadata"]["labels"].as_object()) && field.matches(o))
-        .map(|o| (ops::meta_str(o, "namespace").to_string(), ops::meta_str(o, "name").to_string()))
+        .map(|o| {
+            (
+                ops::meta_str(o, "namespace").to_string(),
+                ops::meta_str(o, "name").to_string(),
+            )
+        })
         .collect();
     let mut items = Vec::new();
     for (ons, name) in victims {
         match st.delete(def, &ons, &name, &opts, &ctx) {
-            Ok(Deleted::Gone(o)) | Ok(Deleted::Pending(o)) => items.push(strip_type_meta(convert::from_storage(def, &o))),
+            Ok(Deleted::Gone(o)) | Ok(Deleted::Pending(o)) => {
+                items.push(strip_type_meta(convert::from_storage(def, &o)))
+            }
             Err(_) => {}
         }
     }

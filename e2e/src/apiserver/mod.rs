@@ -16,6 +16,8 @@
 
 pub mod admission;
 pub mod controllers;
+pub mod convert;
+pub mod decode;
 pub mod discovery;
 pub mod errors;
 pub mod faults;
@@ -25,8 +27,6 @@ pub mod ops;
 pub mod patch;
 pub mod patchops;
 pub mod protobuf;
-pub mod convert;
-pub mod decode;
 pub mod resources;
 pub mod selectors;
 pub mod server;

@@ -29,7 +29,11 @@ pub struct State {
 
 impl State {
     pub fn new(config: &ServerConfig, tls: &TlsMaterial) -> State {
-        State { store: Store::new(config.history_window), alloc: Allocators::new(config), ca_pem: tls.ca_pem.clone() }
+        State {
+            store: Store::new(config.history_window),
+            alloc: Allocators::new(config),
+            ca_pem: tls.ca_pem.clone(),
+        }
     }
 }
 
@@ -45,7 +49,11 @@ pub struct WriteCtx {
 
 impl WriteCtx {
     pub fn system(manager: &str) -> WriteCtx {
-        WriteCtx { manager: manager.to_string(), dry_run: false, apply: false }
+        WriteCtx {
+            manager: manager.to_string(),
+            dry_run: false,
+            apply: false,
+        }
     }
 }
 
@@ -60,7 +68,9 @@ pub struct DeleteOpts {
 
 /// Server time, RFC 3339 with second precision, as Kubernetes serialises `metav1.Time`.
 pub fn now_rfc3339() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 /// Timestamp `secs` from now.
@@ -73,12 +83,17 @@ pub fn rfc3339_in(secs: i64) -> String {
 pub fn random_suffix() -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut rng = rand::rng();
-    (0..5).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+    (0..5)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
 }
 
 /// Kinds whose objects carry `metadata.generation` in 1.32.
 fn has_generation(def: &ResourceDef) -> bool {
-    matches!(def.plural, "ingresses" | "networkpolicies" | "priorityclasses" | "ingressclasses" | "endpointslices")
+    matches!(
+        def.plural,
+        "ingresses" | "networkpolicies" | "priorityclasses" | "ingressclasses" | "endpointslices"
+    )
 }
 
 /// Kinds whose DELETE answers the object rather than a `Status`.
@@ -88,7 +103,10 @@ fn delete_returns_object(def: &ResourceDef) -> bool {
 
 /// Kinds that a PUT of a missing object creates.
 fn allow_create_on_update(def: &ResourceDef) -> bool {
-    matches!(def.plural, "endpoints" | "events" | "leases" | "limitranges" | "services")
+    matches!(
+        def.plural,
+        "endpoints" | "events" | "leases" | "limitranges" | "services"
+    )
 }
 
 pub fn meta(obj: &Value) -> &Value {
@@ -103,7 +121,9 @@ fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
     if !obj["metadata"].is_object() {
         obj["metadata"] = json!({});
     }
-    obj["metadata"].as_object_mut().expect("metadata is an object")
+    obj["metadata"]
+        .as_object_mut()
+        .expect("metadata is an object")
 }
 
 /// Remove `resourceVersion` and `managedFields` for equality checks (no-op detection).
@@ -127,11 +147,17 @@ pub enum Deleted {
 
 impl State {
     /// Namespace must exist for namespaced creates; a terminating one refuses new content.
-    fn check_namespace_for_create(&self, def: &ResourceDef, ns: &str, name: &str) -> Result<(), ApiError> {
+    fn check_namespace_for_create(
+        &self,
+        def: &ResourceDef,
+        ns: &str,
+        name: &str,
+    ) -> Result<(), ApiError> {
         let Some(nsobj) = self.store.get("namespaces", "", ns) else {
             return Err(ApiError::not_found("", "namespaces", ns));
         };
-        let terminating = nsobj["status"]["phase"] == "Terminating" || !nsobj["metadata"]["deletionTimestamp"].is_null();
+        let terminating = nsobj["status"]["phase"] == "Terminating"
+            || !nsobj["metadata"]["deletionTimestamp"].is_null();
         if terminating {
             let mut details = ApiError::details(def.group, def.plural, name);
             details["causes"] = json!([{
@@ -139,9 +165,15 @@ impl State {
                 "message": format!("namespace {ns} is being terminated"),
                 "field": "metadata.namespace"
             }]);
-            let qualified = if def.group.is_empty() { def.plural.to_string() } else { format!("{}.{}", def.plural, def.group) };
+            let qualified = if def.group.is_empty() {
+                def.plural.to_string()
+            } else {
+                format!("{}.{}", def.plural, def.group)
+            };
             return Err(ApiError::forbidden(
-                format!("{qualified} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated"),
+                format!(
+                    "{qualified} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated"
+                ),
                 Some(details),
             ));
         }
@@ -149,15 +181,31 @@ impl State {
     }
 
     pub fn get(&self, def: &ResourceDef, ns: &str, name: &str) -> Result<Arc<Value>, ApiError> {
-        self.store.get(def.storage, ns, name).ok_or_else(|| ApiError::not_found(def.group, def.plural, name))
+        self.store
+            .get(def.storage, ns, name)
+            .ok_or_else(|| ApiError::not_found(def.group, def.plural, name))
     }
 
     /// Create `obj` (already decoded, kind-checked, namespace-checked). Returns the stored object.
-    pub fn create(&mut self, def: &'static ResourceDef, ns: &str, mut obj: Value, ctx: &WriteCtx) -> Result<Arc<Value>, ApiError> {
+    pub fn create(
+        &mut self,
+        def: &'static ResourceDef,
+        ns: &str,
+        mut obj: Value,
+        ctx: &WriteCtx,
+    ) -> Result<Arc<Value>, ApiError> {
         {
             let m = meta_mut(&mut obj);
             // Fields clients may not set on create.
-            for f in ["uid", "resourceVersion", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "selfLink"] {
+            for f in [
+                "uid",
+                "resourceVersion",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "generation",
+                "selfLink",
+            ] {
                 m.remove(f);
             }
             if def.namespaced {
@@ -167,7 +215,10 @@ impl State {
             }
             let name = m.get("name").and_then(Value::as_str).unwrap_or("");
             if name.is_empty()
-                && let Some(prefix) = m.get("generateName").and_then(Value::as_str).filter(|p| !p.is_empty())
+                && let Some(prefix) = m
+                    .get("generateName")
+                    .and_then(Value::as_str)
+                    .filter(|p| !p.is_empty())
             {
                 let generated = format!("{prefix}{}", random_suffix());
                 m.insert("name".into(), json!(generated));
@@ -237,7 +288,11 @@ impl State {
         }
         let body_uid = meta_str(&obj, "uid");
         if !body_uid.is_empty() && body_uid != meta_str(&old, "uid") {
-            let key = if def.namespaced { format!("/registry/{}/{ns}/{name}", def.plural) } else { format!("/registry/{}/{name}", def.plural) };
+            let key = if def.namespaced {
+                format!("/registry/{}/{ns}/{name}", def.plural)
+            } else {
+                format!("/registry/{}/{name}", def.plural)
+            };
             return Err(ApiError::conflict(
                 def.group,
                 def.plural,
@@ -248,7 +303,8 @@ impl State {
                 ),
             ));
         }
-        self.update_from(def, ns, name, &old, obj, subresource, ctx).map(|o| (o, false))
+        self.update_from(def, ns, name, &old, obj, subresource, ctx)
+            .map(|o| (o, false))
     }
 
     /// The common tail of update and patch: carry over what the client may not change, admit,
@@ -268,7 +324,15 @@ impl State {
         {
             let om = old["metadata"].as_object().cloned().unwrap_or_default();
             let m = meta_mut(&mut obj);
-            for f in ["name", "namespace", "uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+            for f in [
+                "name",
+                "namespace",
+                "uid",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "generation",
+            ] {
                 match om.get(f) {
                     Some(v) => {
                         m.insert(f.into(), v.clone());
@@ -315,6 +379,15 @@ impl State {
                     return Err(validation::invalid_error(def.group, def.kind, name, &errs));
                 }
             }
+            Some("finalize") => {
+                // namespaces/finalize changes spec.finalizers only.
+                let mut merged = (**old).clone();
+                merged["spec"]["finalizers"] = obj["spec"]["finalizers"].clone();
+                if let Some(mf) = obj["metadata"].get("managedFields").cloned() {
+                    meta_mut(&mut merged).insert("managedFields".into(), mf);
+                }
+                obj = merged;
+            }
             Some(_) => return Err(ApiError::internal("unsupported subresource update")),
             None => {
                 if def.has_status() {
@@ -328,7 +401,8 @@ impl State {
                     }
                 }
                 admission::admit_update(self, def, ns, old, &mut obj, ctx)?;
-                let errs = validation::validate(def.group, def.kind, validation::Op::Update { old }, &obj);
+                let errs =
+                    validation::validate(def.group, def.kind, validation::Op::Update { old }, &obj);
                 if !errs.is_empty() {
                     return Err(validation::invalid_error(def.group, def.kind, name, &errs));
                 }
@@ -352,10 +426,20 @@ impl State {
             }
         }
         // The old object's resourceVersion stays until we know this is a real write.
-        meta_mut(&mut obj).insert("resourceVersion".into(), old["metadata"]["resourceVersion"].clone());
+        meta_mut(&mut obj).insert(
+            "resourceVersion".into(),
+            old["metadata"]["resourceVersion"].clone(),
+        );
         let now = now_rfc3339();
         if !ctx.apply {
-            patch::track_update(Some(old), &mut obj, &ctx.manager, &def.api_version(), subresource, &now);
+            patch::track_update(
+                Some(old),
+                &mut obj,
+                &ctx.manager,
+                &def.api_version(),
+                subresource,
+                &now,
+            );
         }
         if comparable(&obj) == comparable(old) {
             // kube-apiserver skips the storage write for a no-op: same resourceVersion, no event.
@@ -367,7 +451,9 @@ impl State {
         let rv = self.store.next_rv();
         meta_mut(&mut obj).insert("resourceVersion".into(), json!(rv.to_string()));
         let deleting = !obj["metadata"]["deletionTimestamp"].is_null();
-        let no_finalizers = obj["metadata"]["finalizers"].as_array().is_none_or(|f| f.is_empty());
+        let no_finalizers = obj["metadata"]["finalizers"]
+            .as_array()
+            .is_none_or(|f| f.is_empty());
         if deleting && no_finalizers && !(def.plural == "pods" && pod_awaits_kubelet(&obj)) {
             let last = self.remove_object(def, ns, name, obj, rv);
             return Ok(last);
@@ -375,14 +461,30 @@ impl State {
         Ok(self.store.put(def.storage, ns, name, obj, rv))
     }
 
-    fn remove_object(&mut self, def: &'static ResourceDef, ns: &str, name: &str, last: Value, rv: u64) -> Arc<Value> {
+    fn remove_object(
+        &mut self,
+        def: &'static ResourceDef,
+        ns: &str,
+        name: &str,
+        last: Value,
+        rv: u64,
+    ) -> Arc<Value> {
         admission::after_delete(self, def, ns, &last);
         let fallback = Arc::new(last.clone());
-        self.store.remove(def.storage, ns, name, last, rv).unwrap_or(fallback)
+        self.store
+            .remove(def.storage, ns, name, last, rv)
+            .unwrap_or(fallback)
     }
 
     /// Delete with options. Finalizers and graceful pod deletion keep the object.
-    pub fn delete(&mut self, def: &'static ResourceDef, ns: &str, name: &str, opts: &DeleteOpts, ctx: &WriteCtx) -> Result<Deleted, ApiError> {
+    pub fn delete(
+        &mut self,
+        def: &'static ResourceDef,
+        ns: &str,
+        name: &str,
+        opts: &DeleteOpts,
+        ctx: &WriteCtx,
+    ) -> Result<Deleted, ApiError> {
         let old = self.get(def, ns, name)?;
         if let Some(uid) = &opts.precondition_uid
             && uid != meta_str(&old, "uid")
@@ -418,11 +520,18 @@ impl State {
         // Graceful deletion: only pods bound to a node wait for their kubelet.
         let mut grace: Option<i64> = None;
         if def.plural == "pods" {
-            let bound = obj["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty());
-            let terminal = matches!(obj["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
-            let requested = opts
-                .grace_period_seconds
-                .unwrap_or_else(|| obj["spec"]["terminationGracePeriodSeconds"].as_i64().unwrap_or(30));
+            let bound = obj["spec"]["nodeName"]
+                .as_str()
+                .is_some_and(|n| !n.is_empty());
+            let terminal = matches!(
+                obj["status"]["phase"].as_str(),
+                Some("Succeeded" | "Failed")
+            );
+            let requested = opts.grace_period_seconds.unwrap_or_else(|| {
+                obj["spec"]["terminationGracePeriodSeconds"]
+                    .as_i64()
+                    .unwrap_or(30)
+            });
             if bound && !terminal && requested > 0 {
                 let current = old["metadata"]["deletionGracePeriodSeconds"].as_i64();
                 // A second delete may only shorten the grace period.
@@ -435,26 +544,38 @@ impl State {
         }
 
         // Propagation: Foreground / Orphan add the GC's finalizers.
-        let mut finalizers: Vec<Value> = obj["metadata"]["finalizers"].as_array().cloned().unwrap_or_default();
-        let default_policy = if def.plural == "namespaces" { "Background" } else { "Background" };
-        let policy = opts.propagation.as_deref().unwrap_or(default_policy);
+        let mut finalizers: Vec<Value> = obj["metadata"]["finalizers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        // Every kind we serve defaults to Background propagation.
+        let policy = opts.propagation.as_deref().unwrap_or("Background");
         let add_fin = match policy {
             "Foreground" => Some("foregroundDeletion"),
             "Orphan" => Some("orphan"),
             _ => None,
         };
-        if !already_deleting && let Some(f) = add_fin {
-            let has_dependents = true; // kube-apiserver adds the finalizer regardless of dependents
-            if has_dependents && !finalizers.iter().any(|x| x == f) {
-                finalizers.push(json!(f));
-            }
+        // kube-apiserver adds the finalizer whether or not dependents exist.
+        if !already_deleting
+            && let Some(f) = add_fin
+            && !finalizers.iter().any(|x| x == f)
+        {
+            finalizers.push(json!(f));
         }
         // Namespaces always go through the namespace controller.
         let namespace_lifecycle = def.plural == "namespaces";
 
         if finalizers.is_empty() && grace.is_none() && !namespace_lifecycle {
+            if def.plural == "pods" {
+                // A pod deleted at once still answers with its deletion stamped (grace 0).
+                let m = meta_mut(&mut obj);
+                if !already_deleting {
+                    m.insert("deletionTimestamp".into(), json!(now_rfc3339()));
+                }
+                m.insert("deletionGracePeriodSeconds".into(), json!(0));
+            }
             if ctx.dry_run {
-                return Ok(Deleted::Gone(old));
+                return Ok(Deleted::Gone(Arc::new(obj)));
             }
             let rv = self.store.next_rv();
             meta_mut(&mut obj).insert("resourceVersion".into(), json!(rv.to_string()));
@@ -470,7 +591,8 @@ impl State {
             }
             match grace {
                 Some(g) => {
-                    let unchanged = already_deleting && m.get("deletionGracePeriodSeconds").and_then(Value::as_i64) == Some(g);
+                    let unchanged = already_deleting
+                        && m.get("deletionGracePeriodSeconds").and_then(Value::as_i64) == Some(g);
                     if !unchanged {
                         m.insert("deletionTimestamp".into(), json!(rfc3339_in(g)));
                         m.insert("deletionGracePeriodSeconds".into(), json!(g));
@@ -497,16 +619,27 @@ impl State {
         }
         let rv = self.store.next_rv();
         meta_mut(&mut obj).insert("resourceVersion".into(), json!(rv.to_string()));
-        Ok(Deleted::Pending(self.store.put(def.storage, ns, name, obj, rv)))
+        Ok(Deleted::Pending(self.store.put(
+            def.storage,
+            ns,
+            name,
+            obj,
+            rv,
+        )))
     }
 
     /// Remove an object that is marked for deletion and has no finalizers left (controllers).
     pub fn finalize_if_done(&mut self, def: &'static ResourceDef, ns: &str, name: &str) {
-        let Some(old) = self.store.get(def.storage, ns, name) else { return };
+        let Some(old) = self.store.get(def.storage, ns, name) else {
+            return;
+        };
         if old["metadata"]["deletionTimestamp"].is_null() {
             return;
         }
-        if old["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty()) {
+        if old["metadata"]["finalizers"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty())
+        {
             return;
         }
         let rv = self.store.next_rv();
@@ -518,8 +651,12 @@ impl State {
 
 /// A bound, non-terminal pod under graceful deletion waits for its kubelet's `grace=0` delete.
 fn pod_awaits_kubelet(pod: &Value) -> bool {
-    let bound = pod["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty());
-    let grace = pod["metadata"]["deletionGracePeriodSeconds"].as_i64().unwrap_or(0);
+    let bound = pod["spec"]["nodeName"]
+        .as_str()
+        .is_some_and(|n| !n.is_empty());
+    let grace = pod["metadata"]["deletionGracePeriodSeconds"]
+        .as_i64()
+        .unwrap_or(0);
     bound && grace > 0
 }
 
@@ -534,7 +671,12 @@ pub fn bootstrap(shared: &Shared) {
     let ns_def = resources::find("", "v1", "namespaces").expect("namespaces are served");
     let ctx = WriteCtx::system("kube-apiserver");
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-        let _ = st.create(ns_def, "", json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}), &ctx);
+        let _ = st.create(
+            ns_def,
+            "",
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+            &ctx,
+        );
     }
     let rv = st.store.rv();
     drop(st);

@@ -5,9 +5,20 @@
 //! admission code.
 
 /// Standard verbs of a collection resource.
-const STD: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+const STD: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 /// Namespaces cannot be deleted as a collection.
-const NS_VERBS: &[&str] = &["create", "delete", "get", "list", "patch", "update", "watch"];
+const NS_VERBS: &[&str] = &[
+    "create", "delete", "get", "list", "patch", "update", "watch",
+];
 const GPU: &[&str] = &["get", "patch", "update"];
 
 /// A subresource as discovery lists it.
@@ -21,8 +32,18 @@ pub struct Subresource {
     pub version: Option<&'static str>,
 }
 
-const fn sub(name: &'static str, kind: &'static str, verbs: &'static [&'static str]) -> Subresource {
-    Subresource { name, kind, verbs, group: None, version: None }
+const fn sub(
+    name: &'static str,
+    kind: &'static str,
+    verbs: &'static [&'static str],
+) -> Subresource {
+    Subresource {
+        name,
+        kind,
+        verbs,
+        group: None,
+        version: None,
+    }
 }
 
 /// One served resource.
@@ -46,7 +67,11 @@ pub struct ResourceDef {
 impl ResourceDef {
     /// `v1` or `group/version`.
     pub fn api_version(&self) -> String {
-        if self.group.is_empty() { self.version.to_string() } else { format!("{}/{}", self.group, self.version) }
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
     }
     pub fn list_kind(&self) -> String {
         format!("{}List", self.kind)
@@ -60,7 +85,11 @@ impl ResourceDef {
     }
     /// `/api/v1` or `/apis/group/version`.
     pub fn prefix(&self) -> String {
-        if self.group.is_empty() { format!("/api/{}", self.version) } else { format!("/apis/{}/{}", self.group, self.version) }
+        if self.group.is_empty() {
+            format!("/api/{}", self.version)
+        } else {
+            format!("/apis/{}/{}", self.group, self.version)
+        }
     }
 }
 
@@ -84,10 +113,54 @@ macro_rules! res {
 
 /// Every resource served, in discovery order (sorted by plural within a group version).
 pub static RESOURCES: &[ResourceDef] = &[
-    res!("", "v1", "configmaps", "configmap", "ConfigMap", true, STD, &["cm"], &[], &[]),
-    res!("", "v1", "endpoints", "endpoints", "Endpoints", true, STD, &["ep"], &[], &[]),
-    res!("", "v1", "events", "event", "Event", true, STD, &["ev"], &[], &[]),
-    res!("", "v1", "limitranges", "limitrange", "LimitRange", true, STD, &["limits"], &[], &[]),
+    res!(
+        "",
+        "v1",
+        "configmaps",
+        "configmap",
+        "ConfigMap",
+        true,
+        STD,
+        &["cm"],
+        &[],
+        &[]
+    ),
+    res!(
+        "",
+        "v1",
+        "endpoints",
+        "endpoints",
+        "Endpoints",
+        true,
+        STD,
+        &["ep"],
+        &[],
+        &[]
+    ),
+    res!(
+        "",
+        "v1",
+        "events",
+        "event",
+        "Event",
+        true,
+        STD,
+        &["ev"],
+        &[],
+        &[]
+    ),
+    res!(
+        "",
+        "v1",
+        "limitranges",
+        "limitrange",
+        "LimitRange",
+        true,
+        STD,
+        &["limits"],
+        &[],
+        &[]
+    ),
     res!(
         "",
         "v1",
@@ -98,7 +171,10 @@ pub static RESOURCES: &[ResourceDef] = &[
         NS_VERBS,
         &["ns"],
         &[],
-        &[sub("finalize", "Namespace", &["update"]), sub("status", "Namespace", GPU)]
+        &[
+            sub("finalize", "Namespace", &["update"]),
+            sub("status", "Namespace", GPU)
+        ]
     ),
     res!(
         "",
@@ -110,7 +186,14 @@ pub static RESOURCES: &[ResourceDef] = &[
         STD,
         &["no"],
         &[],
-        &[sub("proxy", "NodeProxyOptions", &["create", "delete", "get", "patch", "update"]), sub("status", "Node", GPU)]
+        &[
+            sub(
+                "proxy",
+                "NodeProxyOptions",
+                &["create", "delete", "get", "patch", "update"]
+            ),
+            sub("status", "Node", GPU)
+        ]
     ),
     res!(
         "",
@@ -150,11 +233,21 @@ pub static RESOURCES: &[ResourceDef] = &[
             sub("attach", "PodAttachOptions", &["create", "get"]),
             sub("binding", "Binding", &["create"]),
             sub("ephemeralcontainers", "Pod", GPU),
-            Subresource { name: "eviction", kind: "Eviction", verbs: &["create"], group: Some("policy"), version: Some("v1") },
+            Subresource {
+                name: "eviction",
+                kind: "Eviction",
+                verbs: &["create"],
+                group: Some("policy"),
+                version: Some("v1")
+            },
             sub("exec", "PodExecOptions", &["create", "get"]),
             sub("log", "Pod", &["get"]),
             sub("portforward", "PodPortForwardOptions", &["create", "get"]),
-            sub("proxy", "PodProxyOptions", &["create", "delete", "get", "patch", "update"]),
+            sub(
+                "proxy",
+                "PodProxyOptions",
+                &["create", "delete", "get", "patch", "update"]
+            ),
             sub("status", "Pod", GPU),
         ]
     ),
@@ -170,7 +263,18 @@ pub static RESOURCES: &[ResourceDef] = &[
         &[],
         &[sub("status", "ResourceQuota", GPU)]
     ),
-    res!("", "v1", "secrets", "secret", "Secret", true, STD, &[], &[], &[]),
+    res!(
+        "",
+        "v1",
+        "secrets",
+        "secret",
+        "Secret",
+        true,
+        STD,
+        &[],
+        &[],
+        &[]
+    ),
     res!(
         "",
         "v1",
@@ -200,14 +304,65 @@ pub static RESOURCES: &[ResourceDef] = &[
         &["svc"],
         &["all"],
         &[
-            sub("proxy", "ServiceProxyOptions", &["create", "delete", "get", "patch", "update"]),
+            sub(
+                "proxy",
+                "ServiceProxyOptions",
+                &["create", "delete", "get", "patch", "update"]
+            ),
             sub("status", "Service", GPU)
         ]
     ),
-    res!("coordination.k8s.io", "v1", "leases", "lease", "Lease", true, STD, &[], &[], &[]),
-    res!("discovery.k8s.io", "v1", "endpointslices", "endpointslice", "EndpointSlice", true, STD, &[], &[], &[]),
-    ResourceDef { storage: "events", ..res!("events.k8s.io", "v1", "events", "event", "Event", true, STD, &["ev"], &[], &[]) },
-    res!("networking.k8s.io", "v1", "ingressclasses", "ingressclass", "IngressClass", false, STD, &[], &[], &[]),
+    res!(
+        "coordination.k8s.io",
+        "v1",
+        "leases",
+        "lease",
+        "Lease",
+        true,
+        STD,
+        &[],
+        &[],
+        &[]
+    ),
+    res!(
+        "discovery.k8s.io",
+        "v1",
+        "endpointslices",
+        "endpointslice",
+        "EndpointSlice",
+        true,
+        STD,
+        &[],
+        &[],
+        &[]
+    ),
+    ResourceDef {
+        storage: "events",
+        ..res!(
+            "events.k8s.io",
+            "v1",
+            "events",
+            "event",
+            "Event",
+            true,
+            STD,
+            &["ev"],
+            &[],
+            &[]
+        )
+    },
+    res!(
+        "networking.k8s.io",
+        "v1",
+        "ingressclasses",
+        "ingressclass",
+        "IngressClass",
+        false,
+        STD,
+        &[],
+        &[],
+        &[]
+    ),
     res!(
         "networking.k8s.io",
         "v1",
@@ -220,25 +375,75 @@ pub static RESOURCES: &[ResourceDef] = &[
         &[],
         &[sub("status", "Ingress", GPU)]
     ),
-    res!("networking.k8s.io", "v1", "networkpolicies", "networkpolicy", "NetworkPolicy", true, STD, &["netpol"], &[], &[]),
-    res!("node.k8s.io", "v1", "runtimeclasses", "runtimeclass", "RuntimeClass", false, STD, &[], &[], &[]),
-    res!("scheduling.k8s.io", "v1", "priorityclasses", "priorityclass", "PriorityClass", false, STD, &["pc"], &[], &[]),
-    res!("storage.k8s.io", "v1", "storageclasses", "storageclass", "StorageClass", false, STD, &["sc"], &[], &[]),
+    res!(
+        "networking.k8s.io",
+        "v1",
+        "networkpolicies",
+        "networkpolicy",
+        "NetworkPolicy",
+        true,
+        STD,
+        &["netpol"],
+        &[],
+        &[]
+    ),
+    res!(
+        "node.k8s.io",
+        "v1",
+        "runtimeclasses",
+        "runtimeclass",
+        "RuntimeClass",
+        false,
+        STD,
+        &[],
+        &[],
+        &[]
+    ),
+    res!(
+        "scheduling.k8s.io",
+        "v1",
+        "priorityclasses",
+        "priorityclass",
+        "PriorityClass",
+        false,
+        STD,
+        &["pc"],
+        &[],
+        &[]
+    ),
+    res!(
+        "storage.k8s.io",
+        "v1",
+        "storageclasses",
+        "storageclass",
+        "StorageClass",
+        false,
+        STD,
+        &["sc"],
+        &[],
+        &[]
+    ),
 ];
 
 /// Find a resource by group, version and plural.
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static ResourceDef> {
-    RESOURCES.iter().find(|r| r.group == group && r.version == version && r.plural == plural)
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.plural == plural)
 }
 
 /// Find a resource by group and kind (first version).
 pub fn find_kind(group: &str, kind: &str) -> Option<&'static ResourceDef> {
-    RESOURCES.iter().find(|r| r.group == group && r.kind == kind)
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.kind == kind)
 }
 
 /// Whether the group/version is served at all (unknown ones answer a plain-text 404).
 pub fn group_version_known(group: &str, version: &str) -> bool {
-    RESOURCES.iter().any(|r| r.group == group && r.version == version)
+    RESOURCES
+        .iter()
+        .any(|r| r.group == group && r.version == version)
 }
 
 /// The API groups (non-core) in the order `/apis` lists them (kube-apiserver's priority order).

@@ -96,7 +96,10 @@ pub enum StartError {
     #[error("configuring tls failed: {0}")]
     Tls(#[from] rustls::Error),
     #[error("writing kubeconfig {path} failed: {source}")]
-    WriteKubeconfig { path: PathBuf, source: std::io::Error },
+    WriteKubeconfig {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("building the kube client failed: {0}")]
     Client(String),
 }
@@ -113,7 +116,9 @@ pub struct TestApiServer {
 
 impl std::fmt::Debug for TestApiServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TestApiServer").field("addr", &self.addr).finish_non_exhaustive()
+        f.debug_struct("TestApiServer")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
     }
 }
 
@@ -137,9 +142,19 @@ impl TestApiServer {
             faults: Mutex::new(Faults::default()),
         });
         super::ops::bootstrap(&shared);
-        let dir = tempfile::tempdir().map_err(|e| StartError::WriteKubeconfig { path: "tempdir".into(), source: e })?;
+        let dir = tempfile::tempdir().map_err(|e| StartError::WriteKubeconfig {
+            path: "tempdir".into(),
+            source: e,
+        })?;
         let (stop_tx, _) = tokio_watch::channel(false);
-        let mut server = TestApiServer { shared, addr: ([127, 0, 0, 1], config.port).into(), listener: None, controllers: None, stop_tx, dir };
+        let mut server = TestApiServer {
+            shared,
+            addr: ([127, 0, 0, 1], config.port).into(),
+            listener: None,
+            controllers: None,
+            stop_tx,
+            dir,
+        };
         server.listen(config.port).await?;
         let path = server.dir.path().join("kubeconfig");
         server.write_kubeconfig(&path)?;
@@ -147,8 +162,12 @@ impl TestApiServer {
     }
 
     async fn listen(&mut self, port: u16) -> Result<(), StartError> {
-        let listener = TcpListener::bind(("127.0.0.1", port)).await.map_err(|e| StartError::Bind { port, source: e })?;
-        self.addr = listener.local_addr().map_err(|e| StartError::Bind { port, source: e })?;
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .await
+            .map_err(|e| StartError::Bind { port, source: e })?;
+        self.addr = listener
+            .local_addr()
+            .map_err(|e| StartError::Bind { port, source: e })?;
         let acceptor = tls_acceptor(&self.shared.tls)?;
         let shared = self.shared.clone();
         let _ = self.stop_tx.send(false);
@@ -226,13 +245,18 @@ impl TestApiServer {
 
     /// Write an admin kubeconfig to `path`.
     pub fn write_kubeconfig(&self, path: &Path) -> Result<(), StartError> {
-        std::fs::write(path, self.kubeconfig_yaml_for(&self.shared.admin_token))
-            .map_err(|e| StartError::WriteKubeconfig { path: path.to_path_buf(), source: e })
+        std::fs::write(path, self.kubeconfig_yaml_for(&self.shared.admin_token)).map_err(|e| {
+            StartError::WriteKubeconfig {
+                path: path.to_path_buf(),
+                source: e,
+            }
+        })
     }
 
     /// A kube client authenticated as admin.
     pub fn client(&self) -> kube::Client {
-        self.client_for(&self.shared.admin_token.clone()).expect("a client for a server we just started")
+        self.client_for(&self.shared.admin_token.clone())
+            .expect("a client for a server we just started")
     }
 
     /// A kube client with the given bearer token. Its built-in retries are off so tests see
@@ -240,7 +264,10 @@ impl TestApiServer {
     pub fn client_for(&self, token: &str) -> Result<kube::Client, StartError> {
         use rustls::pki_types::CertificateDer;
         use rustls::pki_types::pem::PemObject;
-        let url: http::Uri = self.url().parse().map_err(|e: http::uri::InvalidUri| StartError::Client(e.to_string()))?;
+        let url: http::Uri = self
+            .url()
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| StartError::Client(e.to_string()))?;
         let mut config = kube::Config::new(url);
         let ca: Vec<Vec<u8>> = CertificateDer::pem_slice_iter(self.ca_pem().as_bytes())
             .map(|c| c.map(|c| c.to_vec()))
@@ -271,7 +298,10 @@ impl TestApiServer {
 
     /// Fail the next `count` requests matching `verb`/`resource` (plural, `None` = any).
     pub fn inject(&self, verb: Option<&str>, resource: Option<&str>, count: u32, fault: Fault) {
-        self.shared.faults().rules.push(FaultRule::new(verb, resource, count, fault));
+        self.shared
+            .faults()
+            .rules
+            .push(FaultRule::new(verb, resource, count, fault));
     }
 
     /// Delay every request by `latency` (None to clear).
@@ -314,7 +344,12 @@ impl TestApiServer {
 
     /// Every request counted so far.
     pub fn request_counts(&self) -> Vec<(RequestCount, u64)> {
-        self.shared.faults().counts.iter().map(|(k, v)| (k.clone(), *v)).collect()
+        self.shared
+            .faults()
+            .counts
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
     }
 
     /// Number of requests with this verb (and resource, if given).
@@ -330,7 +365,13 @@ impl TestApiServer {
 
     /// Number of write requests (create/update/patch/delete/deletecollection), any outcome.
     pub fn write_count(&self) -> u64 {
-        self.shared.faults().counts.iter().filter(|(k, _)| is_write(&k.verb)).map(|(_, v)| v).sum()
+        self.shared
+            .faults()
+            .counts
+            .iter()
+            .filter(|(k, _)| is_write(&k.verb))
+            .map(|(_, v)| v)
+            .sum()
     }
 
     pub fn reset_counts(&self) {
@@ -353,11 +394,13 @@ impl Drop for TestApiServer {
 fn tls_acceptor(tls: &TlsMaterial) -> Result<tokio_rustls::TlsAcceptor, StartError> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(tls.cert_pem.as_bytes())
-        .chain(CertificateDer::pem_slice_iter(tls.ca_pem.as_bytes()))
-        .collect::<Result<_, _>>()
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(tls.cert_pem.as_bytes())
+            .chain(CertificateDer::pem_slice_iter(tls.ca_pem.as_bytes()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| rustls::Error::General(e.to_string()))?;
+    let key = PrivateKeyDer::from_pem_slice(tls.key_pem.as_bytes())
         .map_err(|e| rustls::Error::General(e.to_string()))?;
-    let key = PrivateKeyDer::from_pem_slice(tls.key_pem.as_bytes()).map_err(|e| rustls::Error::General(e.to_string()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?

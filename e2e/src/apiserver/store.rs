@@ -59,7 +59,13 @@ pub struct Store {
 
 impl Store {
     pub fn new(window: usize) -> Self {
-        Store { rv: 1, buckets: BTreeMap::new(), history: VecDeque::new(), compacted: 0, window: window.max(1) }
+        Store {
+            rv: 1,
+            buckets: BTreeMap::new(),
+            history: VecDeque::new(),
+            compacted: 0,
+            window: window.max(1),
+        }
     }
 
     /// The current resourceVersion (revision of the last write).
@@ -74,12 +80,21 @@ impl Store {
     }
 
     pub fn get(&self, storage: &str, ns: &str, name: &str) -> Option<Arc<Value>> {
-        self.buckets.get(storage)?.get(&(ns.to_string(), name.to_string())).cloned()
+        self.buckets
+            .get(storage)?
+            .get(&(ns.to_string(), name.to_string()))
+            .cloned()
     }
 
     /// All objects of a bucket, optionally within one namespace, in (namespace, name) order.
-    pub fn list<'a>(&'a self, storage: &str, ns: Option<&'a str>) -> Box<dyn Iterator<Item = &'a Arc<Value>> + 'a> {
-        let Some(bucket) = self.buckets.get(storage) else { return Box::new(std::iter::empty()) };
+    pub fn list<'a>(
+        &'a self,
+        storage: &str,
+        ns: Option<&'a str>,
+    ) -> Box<dyn Iterator<Item = &'a Arc<Value>> + 'a> {
+        let Some(bucket) = self.buckets.get(storage) else {
+            return Box::new(std::iter::empty());
+        };
         match ns {
             Some(ns) => Box::new(
                 bucket
@@ -98,9 +113,14 @@ impl Store {
         ns: Option<&'a str>,
         start: &ObjKey,
     ) -> Box<dyn Iterator<Item = &'a Arc<Value>> + 'a> {
-        let Some(bucket) = self.buckets.get(storage) else { return Box::new(std::iter::empty()) };
+        let Some(bucket) = self.buckets.get(storage) else {
+            return Box::new(std::iter::empty());
+        };
         let it = bucket
-            .range((std::ops::Bound::Excluded(start.clone()), std::ops::Bound::Unbounded))
+            .range((
+                std::ops::Bound::Excluded(start.clone()),
+                std::ops::Bound::Unbounded,
+            ))
             .filter(move |((n, _), _)| ns.is_none_or(|ns| n == ns))
             .map(|(_, v)| v);
         Box::new(it)
@@ -112,17 +132,42 @@ impl Store {
     }
 
     /// Store `obj` (its metadata.resourceVersion must already be `rv`) and record the change.
-    pub fn put(&mut self, storage: &'static str, ns: &str, name: &str, obj: Value, rv: u64) -> Arc<Value> {
+    pub fn put(
+        &mut self,
+        storage: &'static str,
+        ns: &str,
+        name: &str,
+        obj: Value,
+        rv: u64,
+    ) -> Arc<Value> {
         let obj = Arc::new(obj);
         let bucket = self.buckets.entry(storage).or_default();
         let previous = bucket.insert((ns.to_string(), name.to_string()), obj.clone());
-        let etype = if previous.is_some() { EventType::Modified } else { EventType::Added };
-        self.record(Change { rv, storage, namespace: ns.to_string(), etype, object: obj.clone(), previous });
+        let etype = if previous.is_some() {
+            EventType::Modified
+        } else {
+            EventType::Added
+        };
+        self.record(Change {
+            rv,
+            storage,
+            namespace: ns.to_string(),
+            etype,
+            object: obj.clone(),
+            previous,
+        });
         obj
     }
 
     /// Remove an object; `last` is its final state (resourceVersion = the deletion's rv).
-    pub fn remove(&mut self, storage: &'static str, ns: &str, name: &str, last: Value, rv: u64) -> Option<Arc<Value>> {
+    pub fn remove(
+        &mut self,
+        storage: &'static str,
+        ns: &str,
+        name: &str,
+        last: Value,
+        rv: u64,
+    ) -> Option<Arc<Value>> {
         let bucket = self.buckets.get_mut(storage)?;
         let previous = bucket.remove(&(ns.to_string(), name.to_string()))?;
         let last = Arc::new(last);
@@ -193,7 +238,10 @@ mod tests {
         assert_eq!(s.changes_after(0).count(), 2);
         assert!(!s.can_resume(2));
         assert!(s.can_resume(3));
-        assert_eq!(s.changes_after(4).map(|c| c.rv).collect::<Vec<_>>(), vec![5]);
+        assert_eq!(
+            s.changes_after(4).map(|c| c.rv).collect::<Vec<_>>(),
+            vec![5]
+        );
         s.compact();
         assert!(!s.can_resume(4));
         assert!(s.can_resume(5));
@@ -206,7 +254,10 @@ mod tests {
             let rv = s.next_rv();
             s.put("configmaps", ns, n, json!({"n": n}), rv);
         }
-        let names: Vec<_> = s.list("configmaps", Some("a")).map(|v| v["n"].as_str().unwrap().to_string()).collect();
+        let names: Vec<_> = s
+            .list("configmaps", Some("a"))
+            .map(|v| v["n"].as_str().unwrap().to_string())
+            .collect();
         assert_eq!(names, vec!["y", "z"]);
         assert_eq!(s.count("configmaps", None), 4);
         let after: Vec<_> = s

@@ -20,16 +20,33 @@ impl std::fmt::Debug for TlsMaterial {
 pub fn generate() -> Result<TlsMaterial, rcgen::Error> {
     let ca_key = KeyPair::generate()?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params.distinguished_name.push(DnType::CommonName, "vcsync-e2e-ca");
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "vcsync-e2e-ca");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     let ca_cert = ca_params.self_signed(&ca_key)?;
     let issuer = rcgen::Issuer::new(ca_params, ca_key);
 
     let leaf_key = KeyPair::generate()?;
-    let mut leaf = CertificateParams::new(vec!["localhost".to_string(), "kubernetes.default.svc".to_string()])?;
-    leaf.subject_alt_names.push(SanType::IpAddress(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)));
-    leaf.distinguished_name.push(DnType::CommonName, "kube-apiserver");
+    let mut leaf = CertificateParams::new(vec![
+        "localhost".to_string(),
+        "kubernetes.default.svc".to_string(),
+    ])?;
+    leaf.subject_alt_names
+        .push(SanType::IpAddress(std::net::IpAddr::V4(
+            std::net::Ipv4Addr::LOCALHOST,
+        )));
+    leaf.distinguished_name
+        .push(DnType::CommonName, "kube-apiserver");
     let leaf_cert = leaf.signed_by(&leaf_key, &issuer)?;
-    Ok(TlsMaterial { ca_pem: ca_cert.pem(), cert_pem: leaf_cert.pem(), key_pem: leaf_key.serialize_pem() })
+    Ok(TlsMaterial {
+        ca_pem: ca_cert.pem(),
+        cert_pem: leaf_cert.pem(),
+        key_pem: leaf_key.serialize_pem(),
+    })
 }

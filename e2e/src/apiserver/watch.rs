@@ -46,7 +46,8 @@ impl Filter {
     }
 
     fn in_scope(&self, c: &Change) -> bool {
-        c.storage == self.def.storage && self.namespace.as_deref().is_none_or(|ns| ns == c.namespace)
+        c.storage == self.def.storage
+            && self.namespace.as_deref().is_none_or(|ns| ns == c.namespace)
     }
 
     /// The event a change produces for this watcher, if any.
@@ -83,10 +84,17 @@ pub async fn serve(r: Req) -> Response<Body> {
 fn prepare(r: &Req) -> Result<(Filter, Start, Duration, bool), ApiError> {
     let def = r.target.def;
     let label = LabelSelector::parse(r.query.get("labelSelector").unwrap_or(""))?;
-    let field = FieldSelector::parse(r.query.get("fieldSelector").unwrap_or(""), def.group, def.plural)?;
+    let field = FieldSelector::parse(
+        r.query.get("fieldSelector").unwrap_or(""),
+        def.group,
+        def.plural,
+    )?;
     let rv = r.query.get("resourceVersion").unwrap_or("");
     let rv_match = r.query.get("resourceVersionMatch").unwrap_or("");
-    let send_initial = r.query.get("sendInitialEvents").map(|v| v == "true" || v == "1");
+    let send_initial = r
+        .query
+        .get("sendInitialEvents")
+        .map(|v| v == "true" || v == "1");
     let bookmarks = r.query.flag("allowWatchBookmarks");
     if !rv_match.is_empty() && send_initial.is_none() && rv.is_empty() {
         return Err(options_invalid(
@@ -103,16 +111,31 @@ fn prepare(r: &Req) -> Result<(Filter, Start, Duration, bool), ApiError> {
             ApiError::new(500, "", format!("resourceVersion: Invalid value: \"{n}\": strconv.ParseUint: parsing \"{n}\": invalid syntax"), None)
         })?),
     };
-    let timeout = match r.query.get("timeoutSeconds").and_then(|t| t.parse::<u64>().ok()) {
+    let timeout = match r
+        .query
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+    {
         Some(t) if t > 0 => Duration::from_secs(t),
         // kube-apiserver picks a random timeout between min-request-timeout and twice it.
         _ => Duration::from_secs(1800 + rand::random::<u64>() % 1800),
     };
-    let filter = Filter { def, namespace: r.target.namespace.clone(), label, field };
+    let filter = Filter {
+        def,
+        namespace: r.target.namespace.clone(),
+        label,
+        field,
+    };
     Ok((filter, start, timeout, bookmarks))
 }
 
-fn stream(r: Req, filter: Filter, start: Start, timeout: Duration, bookmarks: bool) -> Response<Body> {
+fn stream(
+    r: Req,
+    filter: Filter,
+    start: Start,
+    timeout: Duration,
+    bookmarks: bool,
+) -> Response<Body> {
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     let shared = r.shared.clone();
     let repr = r.repr;
@@ -120,7 +143,11 @@ fn stream(r: Req, filter: Filter, start: Start, timeout: Duration, bookmarks: bo
         let mut rv_rx = shared.rv_tx.subscribe();
         let mut epoch_rx = shared.watch_epoch.subscribe();
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut enc = Encoder { def: filter.def, repr, first: true };
+        let mut enc = Encoder {
+            def: filter.def,
+            repr,
+            first: true,
+        };
 
         // Initial state or resume point.
         let (mut pos, initial) = {
@@ -135,7 +162,9 @@ fn stream(r: Req, filter: Filter, start: Start, timeout: Duration, bookmarks: bo
                         .collect();
                     (st.store.rv(), Initial::State(items, bookmark_end))
                 }
-                Start::After(n) if !st.store.can_resume(n) => (n, Initial::TooOld(n, st.store.rv())),
+                Start::After(n) if !st.store.can_resume(n) => {
+                    (n, Initial::TooOld(n, st.store.rv()))
+                }
                 Start::After(n) => (n, Initial::None),
             }
         };
@@ -159,7 +188,9 @@ fn stream(r: Req, filter: Filter, start: Start, timeout: Duration, bookmarks: bo
 
         let mut last_sent = pos;
         // A bookmark shortly before the timeout, as kube-apiserver does when it has moved on.
-        let bookmark_at = deadline.checked_sub(Duration::from_secs(2)).filter(|_| timeout > Duration::from_secs(2));
+        let bookmark_at = deadline
+            .checked_sub(Duration::from_secs(2))
+            .filter(|_| timeout > Duration::from_secs(2));
         let mut bookmark_sent = false;
         let mut next_periodic = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
@@ -187,7 +218,10 @@ fn stream(r: Req, filter: Filter, start: Start, timeout: Duration, bookmarks: bo
                 }
                 Ok(events) => {
                     for (t, o) in events {
-                        if let Some(rv) = o["metadata"]["resourceVersion"].as_str().and_then(|s| s.parse().ok()) {
+                        if let Some(rv) = o["metadata"]["resourceVersion"]
+                            .as_str()
+                            .and_then(|s| s.parse().ok())
+                        {
                             last_sent = rv;
                         }
                         if tx.send(enc.event(t, &o)).await.is_err() {
@@ -222,7 +256,11 @@ fn stream(r: Req, filter: Filter, start: Start, timeout: Duration, bookmarks: bo
             }
         }
     });
-    let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, std::convert::Infallible>(Frame::data(b)), rx)) });
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, std::convert::Infallible>(Frame::data(b)), rx))
+    });
     Response::builder()
         .status(200)
         .header("Content-Type", "application/json")
@@ -267,18 +305,27 @@ impl Encoder {
     fn bookmark(&self, rv: u64, initial_end: bool) -> Bytes {
         use base64::Engine;
         let (kind, api_version) = match self.repr {
-            Representation::PartialMetadata => ("PartialObjectMetadata".to_string(), "meta.k8s.io/v1".to_string()),
+            Representation::PartialMetadata => (
+                "PartialObjectMetadata".to_string(),
+                "meta.k8s.io/v1".to_string(),
+            ),
             _ => (self.def.kind.to_string(), self.def.api_version()),
         };
         let mut meta = json!({"resourceVersion": rv.to_string(), "creationTimestamp": null});
         if initial_end {
-            let blueprint = format!("{{\"kind\":\"{}\",\"apiVersion\":\"{}\",\"metadata\":{{}},\"items\":null}}\n", self.def.list_kind(), self.def.api_version());
+            let blueprint = format!(
+                "{{\"kind\":\"{}\",\"apiVersion\":\"{}\",\"metadata\":{{}},\"items\":null}}\n",
+                self.def.list_kind(),
+                self.def.api_version()
+            );
             meta["annotations"] = json!({
                 "k8s.io/initial-events-end": "true",
                 "kubernetes.io/initial-events-list-blueprint": base64::engine::general_purpose::STANDARD.encode(blueprint),
             });
         }
-        line(&json!({"type": "BOOKMARK", "object": {"kind": kind, "apiVersion": api_version, "metadata": meta}}))
+        line(
+            &json!({"type": "BOOKMARK", "object": {"kind": kind, "apiVersion": api_version, "metadata": meta}}),
+        )
     }
 }
 

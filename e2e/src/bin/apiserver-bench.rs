@@ -26,18 +26,30 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let server = TestApiServer::start(ServerConfig { history_window: args.objects * 2 + 100, ..ServerConfig::default() }).await?;
+    let server = TestApiServer::start(ServerConfig {
+        history_window: args.objects * 2 + 100,
+        ..ServerConfig::default()
+    })
+    .await?;
     let client = server.client();
     create_namespace(&client, "bench").await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "bench");
-    let start_rv = cms.list(&ListParams::default()).await?.metadata.resource_version.unwrap_or_default();
+    let start_rv = cms
+        .list(&ListParams::default())
+        .await?
+        .metadata
+        .resource_version
+        .unwrap_or_default();
 
     // A watch from before the creates must deliver every ADDED event.
     let watch_api = cms.clone();
     let expected = args.objects;
     let watcher = tokio::spawn(async move {
         let t0 = Instant::now();
-        let mut stream = watch_api.watch(&WatchParams::default().timeout(290), &start_rv).await?.boxed();
+        let mut stream = watch_api
+            .watch(&WatchParams::default().timeout(290), &start_rv)
+            .await?
+            .boxed();
         let mut n = 0usize;
         while let Some(ev) = stream.try_next().await? {
             if let WatchEvent::Added(_) = ev {
@@ -78,8 +90,15 @@ async fn main() -> anyhow::Result<()> {
     let listed = cms.list(&ListParams::default()).await?.items.len();
     let list_secs = t1.elapsed().as_secs_f64();
 
-    println!("creates: {created} in {create_secs:.2}s = {:.0}/s with {} clients", created as f64 / create_secs, args.concurrency);
-    println!("watch: {watched} ADDED events received in {:.2}s", watch_time.as_secs_f64());
+    println!(
+        "creates: {created} in {create_secs:.2}s = {:.0}/s with {} clients",
+        created as f64 / create_secs,
+        args.concurrency
+    );
+    println!(
+        "watch: {watched} ADDED events received in {:.2}s",
+        watch_time.as_secs_f64()
+    );
     println!("list: {listed} objects in {list_secs:.3}s");
     Ok(())
 }

@@ -33,11 +33,15 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
     let args = Args::parse();
     let namespaced_token = match &args.namespaced_token {
         Some(s) => {
-            let (t, ns) = s.split_once(':').ok_or_else(|| anyhow::anyhow!("--namespaced-token must be TOKEN:NAMESPACE"))?;
+            let (t, ns) = s
+                .split_once(':')
+                .ok_or_else(|| anyhow::anyhow!("--namespaced-token must be TOKEN:NAMESPACE"))?;
             Some((t.to_string(), ns.to_string()))
         }
         None => None,
@@ -52,7 +56,11 @@ async fn main() -> anyhow::Result<()> {
     };
     let server = TestApiServer::start(config).await?;
     server.write_kubeconfig(&args.kubeconfig_out)?;
-    println!("serving on {} (kubeconfig: {})", server.url(), args.kubeconfig_out.display());
+    println!(
+        "serving on {} (kubeconfig: {})",
+        server.url(),
+        args.kubeconfig_out.display()
+    );
     tokio::signal::ctrl_c().await?;
     Ok(())
 }

@@ -43,6 +43,25 @@ pub enum Op<'a> {
 
 /// Validate an object of `group`/`kind` about to be stored by the main resource (not a subresource).
 pub fn validate(group: &str, kind: &str, op: Op<'_>, obj: &Value) -> Vec<FieldError> {
+    // events.k8s.io events are stored in core/v1 form; validate them in the form they were sent.
+    if group == "events.k8s.io" && kind == "Event" {
+        let obj = super::convert::event_core_to_v1(obj);
+        return match op {
+            Op::Create => validate_inner(group, kind, Op::Create, &obj),
+            Op::Update { old } => validate_inner(
+                group,
+                kind,
+                Op::Update {
+                    old: &super::convert::event_core_to_v1(old),
+                },
+                &obj,
+            ),
+        };
+    }
+    validate_inner(group, kind, op, obj)
+}
+
+fn validate_inner(group: &str, kind: &str, op: Op<'_>, obj: &Value) -> Vec<FieldError> {
     match op {
         Op::Create => {
             let errs = validate_create_kind(group, kind, obj);
