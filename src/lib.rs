@@ -26,4 +26,5 @@ pub mod logging;
 pub mod markers;
 pub mod names;
 pub mod run;
+pub mod sync;
 pub mod translate;

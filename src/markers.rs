@@ -36,6 +36,11 @@ pub const VIRTUAL_ANNOTATIONS: &str = "vcsync.io/annotations";
 /// `spec.serviceAccountName`).
 pub const VIRTUAL_SERVICE_ACCOUNT: &str = "vcsync.io/service-account";
 
+/// Annotation: the label and annotation keys vcsync wrote (`labels:a,b;annotations:c,d`), so a
+/// key the tenant removes is removed on the host too while keys that host controllers add are
+/// left alone.
+pub const OWNED_KEYS: &str = "vcsync.io/owned-keys";
+
 /// Field manager of every write vcsync makes (server-side apply and updates).
 pub const FIELD_MANAGER: &str = "vcsync";
 
@@ -122,6 +127,50 @@ pub fn source_of<'m>(
     ))
 }
 
+/// Label and annotation keys vcsync owns on a host object.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeySet {
+    pub labels: Vec<String>,
+    pub annotations: Vec<String>,
+}
+
+impl KeySet {
+    /// The record of `labels` and `annotations` (the value of [`OWNED_KEYS`]).
+    pub fn record(
+        labels: &BTreeMap<String, String>,
+        annotations: &BTreeMap<String, String>,
+    ) -> String {
+        let join = |m: &BTreeMap<String, String>| {
+            m.keys().map(String::as_str).collect::<Vec<_>>().join(",")
+        };
+        format!("labels:{};annotations:{}", join(labels), join(annotations))
+    }
+
+    /// Read the record back from a host object's metadata (empty when absent).
+    pub fn recorded(meta: &ObjectMeta) -> KeySet {
+        let Some(rec) = get(&meta.annotations, OWNED_KEYS) else {
+            return KeySet::default();
+        };
+        let mut out = KeySet::default();
+        for part in rec.split(';') {
+            let split = |s: &str| {
+                s.split(',')
+                    .filter(|k| !k.is_empty())
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            };
+            if let Some(l) = part.strip_prefix("labels:") {
+                out.labels = split(l);
+            } else if let Some(a) = part.strip_prefix("annotations:") {
+                out.annotations = split(a);
+            }
+        }
+        // The record itself is always ours.
+        out.annotations.push(OWNED_KEYS.to_string());
+        out
+    }
+}
+
 /// Whether a label or annotation key is reserved for vcsync (tenants may not set it).
 pub fn is_reserved(key: &str) -> bool {
     key.starts_with(PREFIX)
@@ -178,6 +227,29 @@ mod tests {
     #[case::other_kind(Source { kind: "Service", ..src() })]
     fn anything_else_is_foreign(#[case] host: Source<'static>) {
         assert_eq!(ownership(&meta_of(&host), &src()), Ownership::Foreign);
+    }
+
+    #[test]
+    fn key_records_round_trip() {
+        let labels = BTreeMap::from([
+            ("a".to_string(), "1".to_string()),
+            ("b".to_string(), "2".to_string()),
+        ]);
+        let annotations = BTreeMap::from([("c".to_string(), "3".to_string())]);
+        let meta = ObjectMeta {
+            annotations: Some(BTreeMap::from([(
+                OWNED_KEYS.to_string(),
+                KeySet::record(&labels, &annotations),
+            )])),
+            ..Default::default()
+        };
+        let ks = KeySet::recorded(&meta);
+        assert_eq!(ks.labels, ["a", "b"]);
+        assert_eq!(ks.annotations, ["c", OWNED_KEYS]);
+        assert_eq!(
+            KeySet::recorded(&ObjectMeta::default()).labels,
+            Vec::<String>::new()
+        );
     }
 
     #[test]

@@ -133,6 +133,8 @@ impl Context {
         let src = self.source(kind, virt);
         labels.extend(src.labels());
         annotations.extend(src.annotations());
+        let record = markers::KeySet::record(&labels, &annotations);
+        annotations.insert(markers::OWNED_KEYS.to_string(), record);
         Ok(ObjectMeta {
             name: Some(self.host_name(ns, name, rule)),
             namespace: Some(self.host_namespace.clone()),

@@ -373,6 +373,11 @@ pub fn host_pod(ctx: &Context, env: &PodEnv, pod: &Pod) -> Result<Pod, Vec<Trans
         downward_format(pod.metadata.annotations.as_ref()),
     );
     annotations.insert(markers::VIRTUAL_SERVICE_ACCOUNT.into(), virtual_sa);
+    let record = markers::KeySet::record(
+        meta.labels.as_ref().unwrap_or(&BTreeMap::new()),
+        annotations,
+    );
+    annotations.insert(markers::OWNED_KEYS.into(), record);
 
     let tr = Translator {
         ctx,
@@ -484,7 +489,11 @@ pub fn host_pod(ctx: &Context, env: &PodEnv, pod: &Pod) -> Result<Pod, Vec<Trans
 ///
 /// `previous_keys` are the label and annotation keys vcsync wrote last time (so a key the tenant
 /// removed is removed on the host too, while keys added by host controllers stay).
-pub fn merge_into_host(actual: &Pod, desired: &Pod, previous_keys: &KeySet) -> Option<Pod> {
+pub fn merge_into_host(
+    actual: &Pod,
+    desired: &Pod,
+    previous_keys: &markers::KeySet,
+) -> Option<Pod> {
     let mut out = actual.clone();
     merge_map(
         &mut out.metadata.labels,
@@ -523,13 +532,6 @@ pub fn merge_into_host(actual: &Pod, desired: &Pod, previous_keys: &KeySet) -> O
         }
     }
     (out != *actual).then_some(out)
-}
-
-/// Label and annotation keys vcsync owns on a host object.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct KeySet {
-    pub labels: Vec<String>,
-    pub annotations: Vec<String>,
 }
 
 /// Set every desired key; remove keys vcsync wrote before that are no longer desired.
@@ -859,24 +861,7 @@ mod tests {
             )
             .unwrap(),
         ]);
-        let keys = KeySet {
-            labels: desired
-                .metadata
-                .labels
-                .as_ref()
-                .unwrap()
-                .keys()
-                .cloned()
-                .collect(),
-            annotations: desired
-                .metadata
-                .annotations
-                .as_ref()
-                .unwrap()
-                .keys()
-                .cloned()
-                .collect(),
-        };
+        let keys = markers::KeySet::recorded(&desired.metadata);
         assert_eq!(
             merge_into_host(&actual, &desired, &keys),
             None,

@@ -1,0 +1,422 @@
+//! The sync engine: thin I/O around the pure [`crate::translate`] functions.
+//!
+//! Each synced kind has a downward controller (kube-runtime `Controller` over the virtual
+//! objects, also woken by changes of their host copies) that reads caches, computes the desired
+//! host object, writes once, and syncs status back; and a host-side garbage collector that
+//! deletes host objects whose virtual source is gone ([`gc`]). Reflector caches hold objects with
+//! `managedFields` stripped, and host watches are limited to the host namespace and this tenant's
+//! `managed-by` label.
+//!
+//! Errors are classified once ([`SyncError::is_permanent`]): conflicts and transient API faults
+//! retry with per-object exponential backoff and jitter; refusals (403, 422, untranslatable or
+//! foreign objects) become a Warning Event on the virtual object and wait for the next change, so
+//! a bad object never hot-loops or blocks the others.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::hash::Hash;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::api::{Api, DeleteParams, PostParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, controller::Action};
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::markers;
+use crate::translate::{Context, TranslateError};
+
+pub mod gc;
+pub mod pods;
+
+/// Settings of the engine (from the command line).
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Tenant name.
+    pub tenant: String,
+    /// The host namespace.
+    pub host_namespace: String,
+    /// Host ServiceAccount tenant pods run as.
+    pub workload_service_account: String,
+    /// Parallel reconciles per controller.
+    pub concurrency: usize,
+    /// Host Service (in the host namespace) that exposes the virtual API to tenant pods.
+    pub api_service: String,
+    /// Virtual Service `namespace/name` of the tenant's DNS.
+    pub dns_service: (String, String),
+    /// Cluster domain of the virtual cluster.
+    pub cluster_domain: String,
+}
+
+/// Why a reconcile failed. Variants name the failed action and carry the object key.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("creating host {kind} {name}: {source}")]
+    CreateHost {
+        kind: &'static str,
+        name: String,
+        source: kube::Error,
+    },
+    #[error("updating host {kind} {name}: {source}")]
+    UpdateHost {
+        kind: &'static str,
+        name: String,
+        source: kube::Error,
+    },
+    #[error("deleting host {kind} {name}: {source}")]
+    DeleteHost {
+        kind: &'static str,
+        name: String,
+        source: kube::Error,
+    },
+    #[error("reading {what}: {source}")]
+    Read { what: String, source: kube::Error },
+    #[error("updating virtual {kind} {key} status: {source}")]
+    UpdateVirtualStatus {
+        kind: &'static str,
+        key: String,
+        source: kube::Error,
+    },
+    #[error("binding virtual pod {key} to node {node}: {source}")]
+    BindVirtual {
+        key: String,
+        node: String,
+        source: kube::Error,
+    },
+    #[error("deleting virtual {kind} {key}: {source}")]
+    DeleteVirtual {
+        kind: &'static str,
+        key: String,
+        source: kube::Error,
+    },
+    #[error("minting a service account token for pod {key}: {source}")]
+    MintToken { key: String, source: kube::Error },
+    #[error("virtual {kind} {key} cannot be synced: {reasons}")]
+    Untranslatable {
+        kind: &'static str,
+        key: String,
+        reasons: String,
+    },
+    #[error("host {kind} {name} exists but is not this tenant's copy of {key}: left untouched")]
+    Foreign {
+        kind: &'static str,
+        name: String,
+        key: String,
+    },
+    #[error("waiting for {what}")]
+    Waiting { what: String },
+}
+
+impl SyncError {
+    /// The API error inside, if any.
+    fn api_code(&self) -> Option<u16> {
+        match self {
+            SyncError::CreateHost { source, .. }
+            | SyncError::UpdateHost { source, .. }
+            | SyncError::DeleteHost { source, .. }
+            | SyncError::Read { source, .. }
+            | SyncError::UpdateVirtualStatus { source, .. }
+            | SyncError::BindVirtual { source, .. }
+            | SyncError::DeleteVirtual { source, .. }
+            | SyncError::MintToken { source, .. } => match source {
+                kube::Error::Api(s) => Some(s.code),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// Permanent errors wait for the object to change; retrying cannot help.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            SyncError::Untranslatable { .. } | SyncError::Foreign { .. }
+        ) || matches!(self.api_code(), Some(400 | 403 | 422))
+    }
+
+    /// A static, low-cardinality label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            SyncError::Untranslatable { .. } => "untranslatable",
+            SyncError::Foreign { .. } => "ownership_conflict",
+            SyncError::Waiting { .. } => "waiting",
+            _ => match self.api_code() {
+                Some(409) => "conflict",
+                Some(403) => "forbidden",
+                Some(422) => "invalid",
+                Some(429) => "throttled",
+                Some(c) if c >= 500 => "server_error",
+                Some(_) => "api_error",
+                None => "transport",
+            },
+        }
+    }
+
+    /// The Event reason shown to the tenant.
+    fn event_reason(&self) -> &'static str {
+        match self {
+            SyncError::Untranslatable { .. } => "SyncRefused",
+            SyncError::Foreign { .. } => "OwnershipConflict",
+            _ => "SyncFailed",
+        }
+    }
+}
+
+/// Join translation errors into one message.
+pub fn reasons(errs: &[TranslateError]) -> String {
+    errs.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Per-object retry bookkeeping: exponential backoff with jitter, reset on success.
+#[derive(Debug, Default)]
+pub struct Backoff {
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Backoff {
+    const BASE: Duration = Duration::from_millis(200);
+    const MAX: Duration = Duration::from_secs(60);
+
+    /// Record a failure of `key` and return how long to wait before the next attempt.
+    pub fn next(&self, key: &str) -> Duration {
+        let mut m = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let n = m.entry(key.to_string()).or_insert(0);
+        *n = (*n + 1).min(16);
+        let exp = Self::BASE
+            .saturating_mul(1u32 << (*n - 1).min(10))
+            .min(Self::MAX);
+        // Full jitter between half and all of the delay spreads retries of many objects.
+        let jitter = rand::random::<f64>() * 0.5 + 0.5;
+        exp.mul_f64(jitter)
+    }
+
+    pub fn reset(&self, key: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+    }
+}
+
+/// Everything reconcilers share.
+pub struct Shared {
+    pub cfg: EngineConfig,
+    pub ctx: Context,
+    pub host: Client,
+    pub virt: Client,
+    /// Events on virtual objects.
+    pub recorder: Recorder,
+    pub backoff: Backoff,
+}
+
+impl Shared {
+    pub fn new(cfg: EngineConfig, host: Client, virt: Client) -> Shared {
+        let ctx = Context {
+            tenant: cfg.tenant.clone(),
+            host_namespace: cfg.host_namespace.clone(),
+        };
+        let reporter = Reporter {
+            controller: "vcsync".into(),
+            instance: Some(format!("vcsync-{}", cfg.tenant)),
+        };
+        Shared {
+            recorder: Recorder::new(virt.clone(), reporter),
+            cfg,
+            ctx,
+            host,
+            virt,
+            backoff: Backoff::default(),
+        }
+    }
+
+    /// Host API of kind `K` in the host namespace.
+    pub fn host_api<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>,
+    {
+        Api::namespaced(self.host.clone(), &self.cfg.host_namespace)
+    }
+
+    /// Watcher config for host objects: only this tenant's.
+    pub fn host_watch_config(&self) -> watcher::Config {
+        watcher::Config::default().labels(&markers::tenant_selector(&self.cfg.tenant))
+    }
+
+    /// Record a Warning Event on a virtual object; failures to record are only logged.
+    pub async fn warn(&self, obj: &ObjectReference, reason: &str, note: String) {
+        let ev = Event {
+            type_: EventType::Warning,
+            reason: reason.into(),
+            note: Some(note),
+            action: "Sync".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, obj).await {
+            tracing::warn!(error = %e, "recording a warning event failed");
+        }
+    }
+
+    /// Turn a reconcile error into the next action: backoff for transient errors, a Warning
+    /// Event and a long wait for permanent ones.
+    pub async fn on_error(&self, obj_ref: &ObjectReference, key: &str, err: &SyncError) -> Action {
+        if let SyncError::Waiting { .. } = err {
+            return Action::requeue(self.backoff.next(key));
+        }
+        if err.is_permanent() {
+            tracing::warn!(key, error = %err, reason = err.metric_label(), "refused");
+            self.warn(obj_ref, err.event_reason(), err.to_string())
+                .await;
+            // The object's next change wakes the controller; this is only a safety net.
+            return Action::requeue(Duration::from_secs(300));
+        }
+        tracing::info!(key, error = %err, reason = err.metric_label(), "retrying");
+        Action::requeue(self.backoff.next(key))
+    }
+}
+
+/// `namespace/name` of an object.
+pub fn key_of<K: Resource>(o: &K) -> String {
+    format!(
+        "{}/{}",
+        o.meta().namespace.as_deref().unwrap_or(""),
+        o.meta().name.as_deref().unwrap_or("")
+    )
+}
+
+/// A reflector over `api` with managedFields stripped before caching.
+pub fn cached_stream<K>(
+    api: Api<K>,
+    cfg: watcher::Config,
+) -> (
+    Store<K>,
+    impl Stream<Item = Result<K, watcher::Error>> + Send,
+)
+where
+    K: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone,
+{
+    let (reader, writer) = reflector::store();
+    let stream = watcher(api, cfg)
+        .default_backoff()
+        .modify(|o: &mut K| o.managed_fields_mut().clear())
+        .reflect(writer)
+        .touched_objects();
+    (reader, stream)
+}
+
+/// The virtual object a host object was made from (by its markers), for `kind`.
+pub fn source_ref<K, H>(tenant: &str, kind: &str, host: &H) -> Option<ObjectRef<K>>
+where
+    K: Resource<DynamicType = ()>,
+    H: Resource,
+{
+    let (k, ns, name, _) = markers::source_of(host.meta(), tenant)?;
+    (k == kind).then(|| ObjectRef::new(name).within(ns))
+}
+
+/// Create `obj` in the host namespace.
+pub async fn create_host<K>(api: &Api<K>, kind: &'static str, obj: &K) -> Result<K, SyncError>
+where
+    K: Resource + Clone + Debug + Serialize + DeserializeOwned,
+{
+    let name = obj.name_any();
+    api.create(
+        &PostParams {
+            field_manager: Some(markers::FIELD_MANAGER.into()),
+            ..Default::default()
+        },
+        obj,
+    )
+    .await
+    .map_err(|source| SyncError::CreateHost { kind, name, source })
+}
+
+/// Replace `obj` (carries the resourceVersion it was read at: a conflict retries).
+pub async fn replace_host<K>(api: &Api<K>, kind: &'static str, obj: &K) -> Result<K, SyncError>
+where
+    K: Resource + Clone + Debug + Serialize + DeserializeOwned,
+{
+    let name = obj.name_any();
+    api.replace(
+        &name,
+        &PostParams {
+            field_manager: Some(markers::FIELD_MANAGER.into()),
+            ..Default::default()
+        },
+        obj,
+    )
+    .await
+    .map_err(|source| SyncError::UpdateHost { kind, name, source })
+}
+
+/// Delete a host object we own, with a uid precondition so a re-created object of the same
+/// name is never hit. 404 is success.
+pub async fn delete_host<K>(
+    api: &Api<K>,
+    kind: &'static str,
+    name: &str,
+    uid: Option<&str>,
+    grace: Option<u32>,
+) -> Result<(), SyncError>
+where
+    K: Resource + Clone + Debug + DeserializeOwned,
+{
+    let mut dp = DeleteParams::default();
+    if let Some(uid) = uid {
+        dp = dp.preconditions(kube::api::Preconditions {
+            uid: Some(uid.to_string()),
+            resource_version: None,
+        });
+    }
+    if let Some(g) = grace {
+        dp = dp.grace_period(g);
+    }
+    match api.delete(name, &dp).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        // The uid precondition failed: a different object now has that name; not ours to delete.
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(source) => Err(SyncError::DeleteHost {
+            kind,
+            name: name.to_string(),
+            source,
+        }),
+    }
+}
+
+/// Run every controller until `shutdown` resolves.
+pub async fn run(
+    shared: Arc<Shared>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
+    let pods = pods::run(shared.clone(), shutdown.clone());
+    pods.await;
+}
+
+/// Drain a controller's result stream, logging outcomes at debug level.
+pub async fn drain<S, T, E>(name: &'static str, stream: S)
+where
+    S: Stream<Item = Result<T, E>>,
+    T: Debug,
+    E: std::fmt::Display,
+{
+    stream
+        .for_each(|r| async move {
+            match r {
+                Ok(o) => tracing::debug!(controller = name, object = ?o, "reconciled"),
+                Err(e) => tracing::debug!(controller = name, error = %e, "controller error"),
+            }
+        })
+        .await;
+}

@@ -1,0 +1,560 @@
+//! Pods: virtual -> host, status and node binding host -> virtual, deletion both ways, and the
+//! service-account token Secret each host pod mounts.
+//!
+//! The virtual API has no kubelet: vcsync plays that part for virtual pods. A virtual pod
+//! deleted gracefully keeps its deletionTimestamp until vcsync has deleted the host pod (with the
+//! same grace period) and then finalizes the virtual pod with a grace-0 delete, exactly as a
+//! kubelet does. A host pod that disappears on its own (eviction, node loss) deletes its virtual
+//! pod once that pod had been running.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::FutureExt;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Pod, PodStatus, Secret, Service, ServiceAccount};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use super::{
+    Shared, SyncError, cached_stream, create_host, delete_host, drain, key_of, reasons,
+    replace_host, source_ref,
+};
+use crate::markers::{self, KeySet, Ownership};
+use crate::translate::pod::{
+    PodEnv, TokenSource, host_pod, merge_into_host, token_secret_name, token_sources,
+};
+
+/// Label on token Secrets, so the secret sync never mistakes them for tenant secrets.
+pub const TOKEN_ROLE_LABEL: &str = "vcsync.io/role";
+/// Value of [`TOKEN_ROLE_LABEL`] on token Secrets.
+pub const TOKEN_ROLE: &str = "pod-token";
+/// Annotation on token Secrets: unix time after which the tokens are minted again.
+pub const TOKEN_REFRESH_AT: &str = "vcsync.io/token-refresh-at";
+
+const KIND: &str = "Pod";
+
+/// What the pod reconciler reads.
+pub struct PodSync {
+    pub shared: Arc<Shared>,
+    /// Virtual pods (all namespaces).
+    pub virtual_pods: Store<Pod>,
+    /// This tenant's host pods.
+    pub host_pods: Store<Pod>,
+    /// This tenant's token Secrets.
+    pub token_secrets: Store<Secret>,
+    /// Service addresses pods are pointed at, found once and kept (ClusterIPs never change).
+    env: RwLock<Option<PodEnv>>,
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl PodSync {
+    /// The pod environment: the tenant API service's ClusterIP (required) and the tenant DNS
+    /// service's ClusterIP (optional: without a DNS service pods keep the host's DNS).
+    async fn env(&self) -> Result<PodEnv, SyncError> {
+        if let Some(env) = self.env.read().unwrap_or_else(|e| e.into_inner()).clone() {
+            return Ok(env);
+        }
+        let cfg = &self.shared.cfg;
+        let svcs: Api<Service> = self.shared.host_api();
+        let api_ip = svcs
+            .get_opt(&cfg.api_service)
+            .await
+            .map_err(|source| SyncError::Read {
+                what: format!("host service {}", cfg.api_service),
+                source,
+            })?
+            .and_then(|s| s.spec.and_then(|s| s.cluster_ip))
+            .filter(|ip| !ip.is_empty() && ip != "None")
+            .ok_or_else(|| SyncError::Waiting {
+                what: format!(
+                    "the tenant API service {} in the host namespace",
+                    cfg.api_service
+                ),
+            })?;
+        let (dns_ns, dns_name) = &cfg.dns_service;
+        let dns: Api<Service> = Api::namespaced(self.shared.virt.clone(), dns_ns);
+        let dns_ip = dns
+            .get_opt(dns_name)
+            .await
+            .map_err(|source| SyncError::Read {
+                what: format!("virtual service {dns_ns}/{dns_name}"),
+                source,
+            })?
+            .and_then(|s| s.spec.and_then(|s| s.cluster_ip))
+            .filter(|ip| !ip.is_empty() && ip != "None");
+        let env = PodEnv {
+            workload_service_account: cfg.workload_service_account.clone(),
+            api_service_ip: Some(api_ip),
+            api_service_port: 443,
+            dns_ip: dns_ip.clone(),
+            cluster_domain: cfg.cluster_domain.clone(),
+        };
+        if dns_ip.is_some() {
+            // Cache only the complete answer: a DNS service created later is picked up.
+            *self.env.write().unwrap_or_else(|e| e.into_inner()) = Some(env.clone());
+        } else {
+            tracing::debug!("no tenant DNS service {dns_ns}/{dns_name}: pods keep the host's DNS");
+        }
+        Ok(env)
+    }
+}
+
+/// Run the pod controller and its garbage collector until `shutdown`.
+pub async fn run(
+    shared: Arc<Shared>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + Clone + 'static,
+) {
+    let (virtual_pods, vstream) = cached_stream(
+        Api::<Pod>::all(shared.virt.clone()),
+        watcher::Config::default(),
+    );
+    let (host_pods, hstream) = cached_stream(shared.host_api::<Pod>(), shared.host_watch_config());
+    let token_cfg = watcher::Config::default().labels(&format!(
+        "{},{TOKEN_ROLE_LABEL}={TOKEN_ROLE}",
+        markers::tenant_selector(&shared.cfg.tenant)
+    ));
+    let (token_secrets, sstream) = cached_stream(shared.host_api::<Secret>(), token_cfg);
+    let sync = Arc::new(PodSync {
+        shared: shared.clone(),
+        virtual_pods: virtual_pods.clone(),
+        host_pods: host_pods.clone(),
+        token_secrets,
+        env: RwLock::new(None),
+    });
+    let tenant = shared.cfg.tenant.clone();
+    let tenant2 = tenant.clone();
+    let controller = Controller::for_stream(vstream, virtual_pods.clone())
+        .with_config(controller::Config::default().concurrency(shared.cfg.concurrency as u16))
+        .watches_stream(hstream, move |h: Pod| {
+            source_ref::<Pod, Pod>(&tenant, KIND, &h)
+        })
+        .watches_stream(sstream, move |s: Secret| {
+            source_ref::<Pod, Secret>(&tenant2, KIND, &s)
+        })
+        .graceful_shutdown_on(shutdown.clone())
+        .run(reconcile, error_policy, sync.clone());
+    let gc = super::gc::run::<Pod>(shared.clone(), KIND, host_pods, virtual_pods, shutdown);
+    futures::join!(drain("pod", controller), gc);
+}
+
+fn error_policy(pod: Arc<Pod>, err: &SyncError, sync: Arc<PodSync>) -> Action {
+    // error_policy is synchronous; the Warning Event is recorded in a task.
+    let key = key_of(pod.as_ref());
+    let obj_ref = pod.object_ref(&());
+    let shared = sync.shared.clone();
+    let action = if err.is_permanent() || matches!(err, SyncError::Waiting { .. }) {
+        None
+    } else {
+        Some(Action::requeue(shared.backoff.next(&key)))
+    };
+    if let Some(a) = action {
+        tracing::info!(controller = "pod", key, error = %err, reason = err.metric_label(), "retrying");
+        return a;
+    }
+    let msg = err.to_string();
+    let permanent = err.is_permanent();
+    let label = err.metric_label();
+    let next = if permanent {
+        Duration::from_secs(300)
+    } else {
+        shared.backoff.next(&key)
+    };
+    tokio::spawn(async move {
+        if permanent {
+            tracing::warn!(controller = "pod", key, error = %msg, reason = label, "refused");
+            shared
+                .warn(
+                    &obj_ref,
+                    if label == "ownership_conflict" {
+                        "OwnershipConflict"
+                    } else {
+                        "SyncRefused"
+                    },
+                    msg,
+                )
+                .await;
+        }
+    });
+    Action::requeue(next)
+}
+
+async fn reconcile(vp: Arc<Pod>, sync: Arc<PodSync>) -> Result<Action, SyncError> {
+    let key = key_of(vp.as_ref());
+    let span = tracing::info_span!(
+        "reconcile",
+        controller = "pod",
+        namespace = vp.namespace().unwrap_or_default(),
+        name = vp.name_any()
+    );
+    let result = reconcile_inner(&vp, &sync).instrument_span(span).await;
+    if result.is_ok() {
+        sync.shared.backoff.reset(&key);
+    }
+    result
+}
+
+/// `tracing::Instrument` without importing the trait into every caller.
+trait InstrumentSpan: Sized {
+    fn instrument_span(self, span: tracing::Span) -> tracing::instrument::Instrumented<Self>;
+}
+impl<F: std::future::Future> InstrumentSpan for F {
+    fn instrument_span(self, span: tracing::Span) -> tracing::instrument::Instrumented<Self> {
+        tracing::Instrument::instrument(self, span)
+    }
+}
+
+async fn reconcile_inner(vp: &Pod, sync: &PodSync) -> Result<Action, SyncError> {
+    let shared = &sync.shared;
+    let ns = vp.namespace().unwrap_or_default();
+    let vname = vp.name_any();
+    let key = format!("{ns}/{vname}");
+    let host_name = shared
+        .ctx
+        .host_name(&ns, &vname, crate::translate::NameRule::Dns1123Subdomain);
+    let host_api: Api<Pod> = shared.host_api();
+    let host = sync
+        .host_pods
+        .get(&ObjectRef::new(&host_name).within(&shared.cfg.host_namespace));
+    let src = shared.ctx.source(KIND, &vp.metadata);
+    let ownership = host.as_ref().map(|h| markers::ownership(&h.metadata, &src));
+
+    // Deletion of the virtual pod: delete the host pod, then finalize the virtual one.
+    if vp.metadata.deletion_timestamp.is_some() {
+        match (&host, &ownership) {
+            (Some(h), Some(Ownership::Ours | Ownership::Stale)) => {
+                if h.metadata.deletion_timestamp.is_none() {
+                    let grace = vp
+                        .metadata
+                        .deletion_grace_period_seconds
+                        .map(|g| g.max(0) as u32);
+                    delete_host(
+                        &host_api,
+                        KIND,
+                        &host_name,
+                        h.metadata.uid.as_deref(),
+                        grace,
+                    )
+                    .await?;
+                }
+                // The host pod's disappearance wakes us again.
+                return Ok(Action::await_change());
+            }
+            _ => {
+                finalize_virtual(shared, &ns, &vname, vp.metadata.uid.as_deref()).await?;
+                return Ok(Action::await_change());
+            }
+        }
+    }
+
+    let desired = host_pod(&shared.ctx, &sync.env().await?, vp).map_err(|errs| {
+        SyncError::Untranslatable {
+            kind: KIND,
+            key: key.clone(),
+            reasons: reasons(&errs),
+        }
+    })?;
+
+    let host = match (host, ownership) {
+        (None, _) => {
+            if was_running(vp) {
+                // The host pod went away on its own (eviction, node loss): so does the virtual pod.
+                tracing::info!(key, "host pod disappeared; deleting the virtual pod");
+                finalize_virtual(shared, &ns, &vname, vp.metadata.uid.as_deref()).await?;
+                return Ok(Action::await_change());
+            }
+            let created = create_host(&host_api, KIND, &desired).await?;
+            tracing::info!(key, host = host_name, "created host pod");
+            ensure_tokens(sync, vp, &created).await?;
+            return Ok(Action::await_change());
+        }
+        (Some(_), Some(Ownership::Foreign)) => {
+            return Err(SyncError::Foreign {
+                kind: KIND,
+                name: host_name,
+                key,
+            });
+        }
+        (Some(h), Some(Ownership::Stale)) => {
+            // Left over from an earlier virtual pod of the same name.
+            delete_host(
+                &host_api,
+                KIND,
+                &host_name,
+                h.metadata.uid.as_deref(),
+                Some(0),
+            )
+            .await?;
+            return Ok(Action::await_change());
+        }
+        (Some(h), _) => h,
+    };
+
+    if host.metadata.deletion_timestamp.is_none()
+        && let Some(updated) = merge_into_host(&host, &desired, &KeySet::recorded(&host.metadata))
+    {
+        replace_host(&host_api, KIND, &updated).await?;
+    }
+    let refresh = ensure_tokens(sync, vp, &host).await?;
+    sync_up(shared, vp, &host).await?;
+    Ok(match refresh {
+        Some(at) => Action::requeue(at),
+        None => Action::await_change(),
+    })
+}
+
+/// Whether the virtual pod has been running on the host (its status came from there).
+fn was_running(vp: &Pod) -> bool {
+    vp.status
+        .as_ref()
+        .is_some_and(|s| s.host_ip.as_deref().is_some_and(|ip| !ip.is_empty()))
+}
+
+/// Delete the virtual pod at once (what a kubelet does once containers are gone).
+async fn finalize_virtual(
+    shared: &Shared,
+    ns: &str,
+    name: &str,
+    uid: Option<&str>,
+) -> Result<(), SyncError> {
+    let api: Api<Pod> = Api::namespaced(shared.virt.clone(), ns);
+    let mut dp = DeleteParams::default().grace_period(0);
+    if let Some(uid) = uid {
+        dp = dp.preconditions(kube::api::Preconditions {
+            uid: Some(uid.to_string()),
+            resource_version: None,
+        });
+    }
+    match api.delete(name, &dp).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+        Err(source) => Err(SyncError::DeleteVirtual {
+            kind: KIND,
+            key: format!("{ns}/{name}"),
+            source,
+        }),
+    }
+}
+
+/// Status fields that flow up; the virtual pod keeps its own qosClass (immutable there).
+fn upward_status(host: &PodStatus, virt: Option<&PodStatus>) -> PodStatus {
+    PodStatus {
+        qos_class: virt
+            .and_then(|v| v.qos_class.clone())
+            .or_else(|| host.qos_class.clone()),
+        ..host.clone()
+    }
+}
+
+/// Bind the virtual pod to the host pod's node and copy the host status up.
+async fn sync_up(shared: &Shared, vp: &Pod, host: &Pod) -> Result<(), SyncError> {
+    let ns = vp.namespace().unwrap_or_default();
+    let name = vp.name_any();
+    let key = format!("{ns}/{name}");
+    let api: Api<Pod> = Api::namespaced(shared.virt.clone(), &ns);
+    let host_node = host
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.clone())
+        .filter(|n| !n.is_empty());
+    let virt_node = vp
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.clone())
+        .filter(|n| !n.is_empty());
+    if let (Some(node), None) = (&host_node, &virt_node) {
+        let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name, "namespace": ns}, "target": {"apiVersion": "v1", "kind": "Node", "name": node}});
+        let body = serde_json::to_vec(&binding).unwrap_or_default();
+        let req = http::Request::post(format!("/api/v1/namespaces/{ns}/pods/{name}/binding"))
+            .header("Content-Type", "application/json")
+            .body(body)
+            .map_err(|e| SyncError::Waiting {
+                what: format!("a valid binding request: {e}"),
+            })?;
+        match shared.virt.request::<serde_json::Value>(req).await {
+            Ok(_) => {}
+            // Already bound (a racing reconcile): fine.
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(source) => {
+                return Err(SyncError::BindVirtual {
+                    key,
+                    node: node.clone(),
+                    source,
+                });
+            }
+        }
+    }
+    let Some(hs) = &host.status else {
+        return Ok(());
+    };
+    let want = upward_status(hs, vp.status.as_ref());
+    if vp.status.as_ref() != Some(&want) {
+        let patch = json!({"status": want});
+        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|source| SyncError::UpdateVirtualStatus {
+                kind: KIND,
+                key,
+                source,
+            })?;
+    }
+    Ok(())
+}
+
+/// Make sure the host pod's token Secret exists and is fresh; returns when to look again.
+async fn ensure_tokens(
+    sync: &PodSync,
+    vp: &Pod,
+    host: &Pod,
+) -> Result<Option<Duration>, SyncError> {
+    let sources = token_sources(vp);
+    if sources.is_empty() {
+        return Ok(None);
+    }
+    let shared = &sync.shared;
+    let host_name = host.name_any();
+    let secret_name = token_secret_name(&host_name);
+    let existing = sync
+        .token_secrets
+        .get(&ObjectRef::new(&secret_name).within(&shared.cfg.host_namespace));
+    let now = now_secs();
+    if let Some(s) = &existing {
+        let refresh_at = s
+            .annotations()
+            .get(TOKEN_REFRESH_AT)
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(0);
+        let owner_ok = s
+            .owner_references()
+            .iter()
+            .any(|o| Some(&o.uid) == host.metadata.uid.as_ref());
+        if refresh_at > now && owner_ok {
+            return Ok(Some(Duration::from_secs((refresh_at - now) as u64)));
+        }
+    }
+    let (data, refresh_at) = mint(shared, vp, &sources).await?;
+    let mut labels = shared.ctx.source(KIND, &vp.metadata).labels();
+    labels.insert(TOKEN_ROLE_LABEL.into(), TOKEN_ROLE.into());
+    let mut annotations = shared.ctx.source(KIND, &vp.metadata).annotations();
+    annotations.insert(TOKEN_REFRESH_AT.into(), refresh_at.to_string());
+    let mut secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(secret_name.clone()),
+            namespace: Some(shared.cfg.host_namespace.clone()),
+            labels: Some(labels),
+            annotations: Some(annotations),
+            // Owned by the host pod: the host's garbage collector removes it with the pod.
+            owner_references: Some(vec![OwnerReference {
+                api_version: "v1".into(),
+                kind: "Pod".into(),
+                name: host_name.clone(),
+                uid: host.metadata.uid.clone().unwrap_or_default(),
+                controller: Some(true),
+                block_owner_deletion: None,
+            }]),
+            ..ObjectMeta::default()
+        },
+        data: Some(data),
+        type_: Some("Opaque".into()),
+        ..Secret::default()
+    };
+    let api: Api<Secret> = shared.host_api();
+    match existing {
+        Some(old) => {
+            secret.metadata.resource_version = old.metadata.resource_version.clone();
+            replace_host(&api, "Secret", &secret).await?;
+        }
+        None => match api
+            .create(
+                &PostParams {
+                    field_manager: Some(markers::FIELD_MANAGER.into()),
+                    ..Default::default()
+                },
+                &secret,
+            )
+            .await
+        {
+            Ok(_) => {}
+            // Created by a racing reconcile: the next pass refreshes it if needed.
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(source) => {
+                return Err(SyncError::CreateHost {
+                    kind: "Secret",
+                    name: secret_name,
+                    source,
+                });
+            }
+        },
+    }
+    Ok(Some(Duration::from_secs((refresh_at - now).max(1) as u64)))
+}
+
+/// Mint one token per source from the virtual API, bound to the virtual pod. Returns the Secret
+/// data and when to refresh (at 80% of the shortest lifetime, as the kubelet does).
+async fn mint(
+    shared: &Shared,
+    vp: &Pod,
+    sources: &[TokenSource],
+) -> Result<(BTreeMap<String, ByteString>, i64), SyncError> {
+    let ns = vp.namespace().unwrap_or_default();
+    let key = key_of(vp);
+    let sa = vp
+        .spec
+        .as_ref()
+        .and_then(|s| s.service_account_name.clone())
+        .unwrap_or_else(|| "default".into());
+    let api: Api<ServiceAccount> = Api::namespaced(shared.virt.clone(), &ns);
+    let mut data = BTreeMap::new();
+    let now = now_secs();
+    let mut refresh_at = i64::MAX;
+    for src in sources {
+        let tr = TokenRequest {
+            metadata: ObjectMeta::default(),
+            spec: Some(TokenRequestSpec {
+                audiences: src.audience.clone().map(|a| vec![a]),
+                expiration_seconds: Some(src.expiration_seconds),
+                bound_object_ref: Some(BoundObjectReference {
+                    api_version: Some("v1".into()),
+                    kind: Some("Pod".into()),
+                    name: vp.metadata.name.clone(),
+                    uid: vp.metadata.uid.clone(),
+                }),
+                ..TokenRequestSpec::default()
+            }),
+            status: None,
+        };
+        let got = api
+            .create_token_request(&sa, &PostParams::default(), &tr)
+            .await
+            .map_err(|source| SyncError::MintToken {
+                key: key.clone(),
+                source,
+            })?;
+        let status = got.status.unwrap_or_default();
+        data.insert(
+            src.key.clone(),
+            ByteString(status.token.unwrap_or_default().into_bytes()),
+        );
+        let lifetime = src.expiration_seconds.max(1);
+        refresh_at = refresh_at.min(now + lifetime * 8 / 10);
+    }
+    Ok((data, refresh_at))
+}
+
+#[allow(dead_code)]
+fn _assert_send(sync: Arc<PodSync>, vp: Arc<Pod>) -> impl Send {
+    reconcile(vp, sync).boxed()
+}
