@@ -108,6 +108,19 @@ pub struct RunArgs {
     #[arg(long, env = "VCSYNC_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     pub metrics_addr: SocketAddr,
 
+    /// Host Service (in the host namespace) that exposes the virtual API server to tenant pods;
+    /// tenant pods reach `kubernetes.default` through it.
+    #[arg(long, env = "VCSYNC_API_SERVICE", default_value = "vcsync-api")]
+    pub api_service: DnsLabel,
+
+    /// Virtual Service `namespace/name` of the tenant's DNS; ClusterFirst pods use its ClusterIP.
+    #[arg(long, env = "VCSYNC_DNS_SERVICE", default_value = "kube-system/kube-dns", value_parser = parse_namespaced_name)]
+    pub dns_service: (DnsLabel, DnsLabel),
+
+    /// Cluster domain of the virtual cluster.
+    #[arg(long, env = "VCSYNC_CLUSTER_DOMAIN", default_value = "cluster.local")]
+    pub cluster_domain: DnsSubdomain,
+
     /// Seconds to wait for each API server to answer the start-up reachability check.
     #[arg(
         long,
@@ -147,6 +160,22 @@ pub struct Config {
     pub metrics_addr: SocketAddr,
     /// Deadline for one API server's answer to the start-up check.
     pub api_timeout: Duration,
+    /// Host Service that exposes the virtual API to tenant pods.
+    pub api_service: DnsLabel,
+    /// Virtual Service of the tenant's DNS.
+    pub dns_service: (DnsLabel, DnsLabel),
+    /// Cluster domain of the virtual cluster.
+    pub cluster_domain: DnsSubdomain,
+}
+
+/// Parse `namespace/name` into two DNS labels.
+fn parse_namespaced_name(s: &str) -> Result<(DnsLabel, DnsLabel), String> {
+    let (ns, name) = s
+        .split_once('/')
+        .ok_or_else(|| format!("expected namespace/name, got {s:?}"))?;
+    let ns = DnsLabel::new(ns).map_err(|e| format!("namespace {ns:?}: {e}"))?;
+    let name = DnsLabel::new(name).map_err(|e| format!("name {name:?}: {e}"))?;
+    Ok((ns, name))
 }
 
 impl RunArgs {
@@ -166,6 +195,9 @@ impl RunArgs {
             concurrency: self.concurrency,
             metrics_addr: self.metrics_addr,
             api_timeout: Duration::from_secs(self.api_timeout_seconds),
+            api_service: self.api_service,
+            dns_service: self.dns_service,
+            cluster_domain: self.cluster_domain,
         }
     }
 }

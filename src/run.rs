@@ -1,8 +1,7 @@
 //! The `vcsync run` command.
 //!
-//! Today this connects to both API servers, proves they answer, and then
-//! idles until asked to stop: the sync engine is not written yet, and the
-//! log says so rather than pretending to sync.
+//! Connects to both API servers, proves they answer, then runs the sync
+//! engine ([`crate::sync`]) until asked to stop.
 
 use std::future::Future;
 
@@ -51,13 +50,31 @@ pub async fn run_until(config: Config, shutdown: impl Future<Output = ()>) -> Re
         host_version = %versions.host.git_version,
         "both APIs reachable"
     );
-    info!(
-        metrics_addr = %config.metrics_addr,
-        "sync engine and metrics endpoint are not implemented yet; idling until SIGTERM or ctrl-c"
+    info!(metrics_addr = %config.metrics_addr, "the metrics endpoint is not implemented yet");
+    let engine = crate::sync::Shared::new(
+        engine_config(&config),
+        clients.host.client,
+        clients.virtual_.client,
     );
-    shutdown.await;
+    crate::sync::run(std::sync::Arc::new(engine), shutdown).await;
     info!("shutdown requested; exiting");
     Ok(())
+}
+
+/// The engine's settings from the validated configuration.
+pub fn engine_config(config: &Config) -> crate::sync::EngineConfig {
+    crate::sync::EngineConfig {
+        tenant: config.tenant.to_string(),
+        host_namespace: config.host_namespace.to_string(),
+        workload_service_account: config.workload_service_account.to_string(),
+        concurrency: config.concurrency.get(),
+        api_service: config.api_service.to_string(),
+        dns_service: (
+            config.dns_service.0.to_string(),
+            config.dns_service.1.to_string(),
+        ),
+        cluster_domain: config.cluster_domain.to_string(),
+    }
 }
 
 /// Installs the SIGTERM and ctrl-c handlers and returns a future that

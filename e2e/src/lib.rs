@@ -9,5 +9,6 @@
 
 pub mod apiserver;
 pub mod conformance;
+pub mod harness;
 pub mod kubelet;
 pub mod testutil;

@@ -394,14 +394,42 @@ where
     }
 }
 
-/// Run every controller until `shutdown` resolves.
-pub async fn run(
-    shared: Arc<Shared>,
-    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-) {
-    let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
-    let pods = pods::run(shared.clone(), shutdown.clone());
-    pods.await;
+/// Run every controller until `shutdown` resolves, then let them finish in-flight work.
+pub async fn run(shared: Arc<Shared>, shutdown: impl std::future::Future<Output = ()>) {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let stop = Stop(rx);
+    let engine = async {
+        let pods = pods::run(shared.clone(), stop.clone());
+        pods.await;
+    };
+    tokio::pin!(engine);
+    tokio::select! {
+        _ = &mut engine => return,
+        _ = shutdown => {}
+    }
+    let _ = tx.send(true);
+    // Controllers stop taking work and finish what is in flight; bounded so a stuck API call
+    // cannot hold the process.
+    if tokio::time::timeout(Duration::from_secs(20), engine)
+        .await
+        .is_err()
+    {
+        tracing::warn!("controllers did not stop within 20s");
+    }
+}
+
+/// A cloneable shutdown signal for controllers.
+#[derive(Clone)]
+pub struct Stop(tokio::sync::watch::Receiver<bool>);
+
+impl Stop {
+    /// Resolves once shutdown was requested.
+    pub fn signal(&self) -> impl std::future::Future<Output = ()> + Send + Sync + 'static {
+        let mut rx = self.0.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    }
 }
 
 /// Drain a controller's result stream, logging outcomes at debug level.

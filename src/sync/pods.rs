@@ -114,10 +114,7 @@ impl PodSync {
 }
 
 /// Run the pod controller and its garbage collector until `shutdown`.
-pub async fn run(
-    shared: Arc<Shared>,
-    shutdown: impl std::future::Future<Output = ()> + Send + Sync + Clone + 'static,
-) {
+pub async fn run(shared: Arc<Shared>, stop: super::Stop) {
     let (virtual_pods, vstream) = cached_stream(
         Api::<Pod>::all(shared.virt.clone()),
         watcher::Config::default(),
@@ -145,9 +142,9 @@ pub async fn run(
         .watches_stream(sstream, move |s: Secret| {
             source_ref::<Pod, Secret>(&tenant2, KIND, &s)
         })
-        .graceful_shutdown_on(shutdown.clone())
+        .graceful_shutdown_on(stop.signal())
         .run(reconcile, error_policy, sync.clone());
-    let gc = super::gc::run::<Pod>(shared.clone(), KIND, host_pods, virtual_pods, shutdown);
+    let gc = super::gc::run::<Pod>(shared.clone(), KIND, host_pods, virtual_pods, stop.signal());
     futures::join!(drain("pod", controller), gc);
 }
 

@@ -1,0 +1,180 @@
+//! An end-to-end environment for vcsync: a host and a virtual API (two test API servers, or two
+//! real clusters when `VCSYNC_E2E_HOST_KUBECONFIG` and `VCSYNC_E2E_VIRTUAL_KUBECONFIG` are
+//! set), the kubelet simulator on the host, the host namespace with what the platform would
+//! create there (workload ServiceAccount, tenant API Service), and the vcsync engine running
+//! in-process so tests can stop and restart it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Namespace, Service, ServiceAccount};
+use kube::Client;
+use kube::api::{Api, PostParams};
+use serde_json::json;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::apiserver::{ServerConfig, TestApiServer};
+use crate::kubelet::{Kubelet, KubeletConfig, KubeletHandle};
+use crate::testutil::{client_from_kubeconfig, unique_name};
+
+/// Host kubeconfig for running the suite against a real host cluster.
+pub const HOST_KUBECONFIG_ENV: &str = "VCSYNC_E2E_HOST_KUBECONFIG";
+/// Virtual kubeconfig for running the suite against a real virtual cluster.
+pub const VIRTUAL_KUBECONFIG_ENV: &str = "VCSYNC_E2E_VIRTUAL_KUBECONFIG";
+
+/// Name of the host Service that fronts the virtual API in every harness.
+pub const API_SERVICE: &str = "vcsync-api";
+
+/// The environment of one test.
+pub struct Harness {
+    pub tenant: String,
+    pub host_namespace: String,
+    pub host: Client,
+    pub virt: Client,
+    /// The in-process servers (absent against real clusters).
+    pub host_server: Option<TestApiServer>,
+    pub virtual_server: Option<TestApiServer>,
+    pub kubelet: Option<KubeletHandle>,
+    engine: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
+}
+
+impl Harness {
+    /// Start the environment (without the engine: call [`Harness::start_engine`]).
+    pub async fn new(tenant: &str) -> Harness {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let (host, virt, host_server, virtual_server) = match (
+            std::env::var(HOST_KUBECONFIG_ENV),
+            std::env::var(VIRTUAL_KUBECONFIG_ENV),
+        ) {
+            (Ok(h), Ok(v)) if !h.is_empty() && !v.is_empty() => (
+                client_from_kubeconfig(&h).await,
+                client_from_kubeconfig(&v).await,
+                None,
+                None,
+            ),
+            _ => {
+                let hs = TestApiServer::start(ServerConfig::default())
+                    .await
+                    .expect("host test API server");
+                let vs = TestApiServer::start(ServerConfig::default())
+                    .await
+                    .expect("virtual test API server");
+                (hs.client(), vs.client(), Some(hs), Some(vs))
+            }
+        };
+        let host_namespace = unique_name(&format!("host-{tenant}"));
+        let nss: Api<Namespace> = Api::all(host.clone());
+        nss.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": host_namespace}}))
+                .expect("namespace"),
+        )
+        .await
+        .expect("host namespace");
+        let sas: Api<ServiceAccount> = Api::namespaced(host.clone(), &host_namespace);
+        sas.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "vcsync-workload"}, "automountServiceAccountToken": false})).expect("sa"),
+        )
+        .await
+        .expect("workload service account");
+        let svcs: Api<Service> = Api::namespaced(host.clone(), &host_namespace);
+        svcs.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": API_SERVICE}, "spec": {"ports": [{"name": "https", "port": 443, "targetPort": 6443}], "selector": {"app": "vcsync-api"}}}))
+                .expect("service"),
+        )
+        .await
+        .expect("tenant API service");
+        let kubelet = Kubelet::start(
+            host.clone(),
+            KubeletConfig::default().namespace(host_namespace.clone()),
+        )
+        .expect("kubelet simulator");
+        Harness {
+            tenant: tenant.to_string(),
+            host_namespace,
+            host,
+            virt,
+            host_server,
+            virtual_server,
+            kubelet: Some(kubelet),
+            engine: None,
+        }
+    }
+
+    /// The engine's settings for this environment.
+    pub fn engine_config(&self) -> vcsync::sync::EngineConfig {
+        vcsync::sync::EngineConfig {
+            tenant: self.tenant.clone(),
+            host_namespace: self.host_namespace.clone(),
+            workload_service_account: "vcsync-workload".into(),
+            concurrency: 4,
+            api_service: API_SERVICE.into(),
+            dns_service: ("kube-system".into(), "kube-dns".into()),
+            cluster_domain: "cluster.local".into(),
+        }
+    }
+
+    /// Start the engine in-process.
+    pub fn start_engine(&mut self) {
+        assert!(self.engine.is_none(), "the engine is already running");
+        let shared = Arc::new(vcsync::sync::Shared::new(
+            self.engine_config(),
+            self.host.clone(),
+            self.virt.clone(),
+        ));
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            vcsync::sync::run(shared, async move {
+                let _ = rx.await;
+            })
+            .await;
+        });
+        self.engine = Some((tx, task));
+    }
+
+    /// Stop the engine gracefully and wait for it.
+    pub async fn stop_engine(&mut self) {
+        if let Some((tx, task)) = self.engine.take() {
+            let _ = tx.send(());
+            let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
+        }
+    }
+
+    /// Host objects of kind `K` in the host namespace.
+    pub fn host_api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        Api::namespaced(self.host.clone(), &self.host_namespace)
+    }
+
+    /// Virtual objects of kind `K` in `ns`.
+    pub fn virt_api<K>(&self, ns: &str) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        Api::namespaced(self.virt.clone(), ns)
+    }
+
+    /// Host name of a virtual object (the product's translation).
+    pub fn host_name(&self, ns: &str, name: &str) -> String {
+        vcsync::translate::host_name(
+            &self.tenant,
+            ns,
+            name,
+            vcsync::translate::NameRule::Dns1123Subdomain,
+        )
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if let Some((tx, task)) = self.engine.take() {
+            let _ = tx.send(());
+            task.abort();
+        }
+    }
+}

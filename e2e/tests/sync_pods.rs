@@ -1,0 +1,153 @@
+//! End-to-end: virtual pods run on the host through vcsync, and what happens there flows back.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{DeleteParams, PostParams};
+use serde_json::json;
+use vcsync::markers;
+use vcsync_e2e::harness::Harness;
+use vcsync_e2e::testutil::{create_namespace, wait_for};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn mk_pod(ns: &str, name: &str) -> Pod {
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": ns, "labels": {"app": "web"}},
+        "spec": {"containers": [{"name": "app", "image": "nginx:1.27"}]}
+    }))
+    .expect("valid pod")
+}
+
+#[tokio::test]
+async fn a_virtual_pod_runs_on_the_host_and_reports_back() {
+    let mut h = Harness::new("acme").await;
+    create_namespace(&h.virt, "shop").await;
+    h.start_engine();
+    let vpods = h.virt_api::<Pod>("shop");
+    let created = vpods
+        .create(&PostParams::default(), &mk_pod("shop", "web"))
+        .await
+        .expect("virtual pod");
+
+    let host_name = h.host_name("shop", "web");
+    assert_eq!(host_name, "web-shop-acme-3-4");
+    let hpods = h.host_api::<Pod>();
+    let host = wait_for(WAIT, "the host pod", || {
+        let hpods = hpods.clone();
+        let host_name = host_name.clone();
+        async move { hpods.get_opt(&host_name).await.ok().flatten() }
+    })
+    .await;
+    let labels = host.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(labels["app"], "web");
+    assert_eq!(labels[markers::MANAGED_BY], "acme");
+    let annotations = host.metadata.annotations.clone().unwrap_or_default();
+    assert_eq!(
+        annotations[markers::VIRTUAL_UID],
+        created.metadata.uid.clone().unwrap()
+    );
+    let spec = host.spec.clone().unwrap();
+    assert_eq!(
+        spec.service_account_name.as_deref(),
+        Some("vcsync-workload")
+    );
+    assert_eq!(spec.automount_service_account_token, Some(false));
+
+    // The SA token Secret holds a token minted by the virtual API, owned by the host pod.
+    let secrets = h.host_api::<Secret>();
+    let token = wait_for(WAIT, "the token secret", || {
+        let secrets = secrets.clone();
+        let name = format!("{host_name}-sa-token");
+        async move { secrets.get_opt(&name).await.ok().flatten() }
+    })
+    .await;
+    assert_eq!(
+        token.metadata.owner_references.unwrap()[0].uid,
+        host.metadata.uid.clone().unwrap()
+    );
+    let jwt = String::from_utf8(token.data.unwrap()["token-0"].0.clone()).unwrap();
+    assert_eq!(jwt.split('.').count(), 3, "a JWT: {jwt}");
+
+    // Running on the host -> Running, bound and addressed in the virtual API.
+    let vp = wait_for(WAIT, "the virtual pod to be Running", || {
+        let vpods = vpods.clone();
+        async move {
+            let p = vpods.get("web").await.ok()?;
+            let running = p.status.as_ref()?.phase.as_deref() == Some("Running");
+            running.then_some(p)
+        }
+    })
+    .await;
+    let hp = hpods.get(&host_name).await.unwrap();
+    assert_eq!(vp.spec.unwrap().node_name, hp.spec.unwrap().node_name);
+    assert_eq!(
+        vp.status.as_ref().unwrap().pod_ip,
+        hp.status.as_ref().unwrap().pod_ip
+    );
+
+    // Graceful virtual delete: host pod goes, then the virtual pod is finalized.
+    vpods.delete("web", &DeleteParams::default()).await.unwrap();
+    wait_for(WAIT, "both pods to be gone", || {
+        let (vpods, hpods, host_name) = (vpods.clone(), hpods.clone(), host_name.clone());
+        async move {
+            let v = vpods.get_opt("web").await.ok()?;
+            let hp = hpods.get_opt(&host_name).await.ok()?;
+            (v.is_none() && hp.is_none()).then_some(())
+        }
+    })
+    .await;
+    h.stop_engine().await;
+}
+
+#[tokio::test]
+async fn host_pods_of_deleted_virtual_pods_are_collected_after_a_restart() {
+    let mut h = Harness::new("gc").await;
+    create_namespace(&h.virt, "apps").await;
+    h.start_engine();
+    let vpods = h.virt_api::<Pod>("apps");
+    vpods
+        .create(&PostParams::default(), &mk_pod("apps", "keep"))
+        .await
+        .unwrap();
+    vpods
+        .create(&PostParams::default(), &mk_pod("apps", "drop"))
+        .await
+        .unwrap();
+    let hpods = h.host_api::<Pod>();
+    for name in ["keep", "drop"] {
+        let hn = h.host_name("apps", name);
+        wait_for(WAIT, "host pods", || {
+            let (hpods, hn) = (hpods.clone(), hn.clone());
+            async move { hpods.get_opt(&hn).await.ok().flatten() }
+        })
+        .await;
+    }
+    h.stop_engine().await;
+    // Deleted while vcsync is down: forced, so no graceful phase waits for vcsync.
+    vpods
+        .delete("drop", &DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
+    h.start_engine();
+    let gone = h.host_name("apps", "drop");
+    wait_for(WAIT, "the orphaned host pod to be deleted", || {
+        let (hpods, gone) = (hpods.clone(), gone.clone());
+        async move {
+            hpods
+                .get_opt(&gone)
+                .await
+                .ok()
+                .and_then(|p| p.is_none().then_some(()))
+        }
+    })
+    .await;
+    assert!(
+        hpods
+            .get_opt(&h.host_name("apps", "keep"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    h.stop_engine().await;
+}
