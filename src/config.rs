@@ -52,7 +52,7 @@ pub struct Args {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the syncer for one tenant.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print a kubeconfig for a tenant's virtual API (not implemented yet).
     Kubeconfig,
     /// Work with sync policies.

@@ -24,7 +24,7 @@ fn main() -> ExitCode {
     }
 
     match args.command {
-        Command::Run(run) => match run_command(run) {
+        Command::Run(run) => match run_command(*run) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
                 // One line, no backtrace: these are operator errors, not bugs.
