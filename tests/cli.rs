@@ -356,7 +356,10 @@ fn reachable_apis_are_logged_as_json_and_sigterm_exits_cleanly() {
     let event: serde_json::Value = serde_json::from_str(&line).expect("log line is JSON");
     assert_eq!(event["level"], "INFO", "{line}");
     assert_eq!(event["virtual_version"], "v1.32.3", "{line}");
-    running.wait_for_line("not implemented yet", Duration::from_secs(10));
+    running.wait_for_line(
+        "metrics endpoint is not implemented yet",
+        Duration::from_secs(10),
+    );
 
     let status = Command::new("kill")
         .args(["-TERM", &running.child.id().to_string()])

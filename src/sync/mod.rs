@@ -409,14 +409,14 @@ pub async fn run(shared: Arc<Shared>, shutdown: impl std::future::Future<Output 
     }
     let _ = tx.send(true);
     // Controllers stop taking work and finish what is in flight; bounded so a stuck API call
-    // cannot hold the process.
-    if tokio::time::timeout(Duration::from_secs(20), engine)
-        .await
-        .is_err()
-    {
-        tracing::warn!("controllers did not stop within 20s");
+    // (or a cache that never filled) cannot hold the process.
+    if tokio::time::timeout(SHUTDOWN_GRACE, engine).await.is_err() {
+        tracing::warn!(grace = ?SHUTDOWN_GRACE, "controllers did not stop in time; exiting anyway");
     }
 }
+
+/// How long in-flight reconciles get to finish after a shutdown request.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// A cloneable shutdown signal for controllers.
 #[derive(Clone)]
