@@ -33,7 +33,10 @@ use serde::de::DeserializeOwned;
 use crate::markers;
 use crate::translate::{Context, TranslateError};
 
+pub mod events;
 pub mod gc;
+pub mod kinds;
+pub mod nodes;
 pub mod pods;
 
 /// Settings of the engine (from the command line).
@@ -399,8 +402,12 @@ pub async fn run(shared: Arc<Shared>, shutdown: impl std::future::Future<Output 
     let (tx, rx) = tokio::sync::watch::channel(false);
     let stop = Stop(rx);
     let engine = async {
-        let pods = pods::run(shared.clone(), stop.clone());
-        pods.await;
+        futures::join!(
+            pods::run(shared.clone(), stop.clone()),
+            kinds::run(shared.clone(), stop.clone()),
+            events::run(shared.clone(), stop.clone()),
+            nodes::run(shared.clone(), stop.clone()),
+        );
     };
     tokio::pin!(engine);
     tokio::select! {
