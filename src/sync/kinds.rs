@@ -1,11 +1,804 @@
 //! Services, endpoints, ingresses, and the configmaps and secrets that pods and ingresses
-//! reference: one generic downward controller, specialised per kind.
+//! reference: one generic downward controller ([`SyncKind`]), specialised per kind.
+//!
+//! Each kind says how to translate (pure, in [`crate::translate`]), which fields vcsync owns
+//! on the host copy ([`SyncKind::merge`]: everything else, e.g. what host controllers default
+//! or add, is left alone), whether the virtual object is wanted on the host at all (configmaps
+//! and secrets only while something references them), and what flows back up (service and
+//! ingress load-balancer status).
 
+use std::collections::HashSet;
+use std::fmt::Debug;
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
-use super::{Shared, Stop};
+use futures::StreamExt;
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Secret, Service};
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+
+use super::{
+    Shared, Stop, SyncError, cached_stream, cached_stream_into, create_host, delete_host, drain,
+    key_of, reasons, replace_host, source_ref,
+};
+use crate::markers::{self, Ownership};
+use crate::translate::{self, Context, NameRule, TranslateError, merge_owned_meta};
+
+/// What the generic controller needs to know about a synced kind.
+pub trait SyncKind:
+    Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+    + Clone
+    + Debug
+    + Serialize
+    + DeserializeOwned
+    + Send
+    + Sync
+    + 'static
+{
+    /// Kind name in markers, logs and metrics.
+    const KIND: &'static str;
+    /// Naming rule of the host copy.
+    const RULE: NameRule;
+
+    /// The desired host object.
+    fn translate(ctx: &Context, v: &Self) -> Result<Self, Vec<TranslateError>>;
+
+    /// Copy the fields vcsync owns from `desired` into a copy of `actual`; `None` when the host
+    /// object already has them (no write).
+    fn merge(actual: &Self, desired: &Self) -> Option<Self>;
+
+    /// Whether the host copy must be replaced by a new object (an immutable field changed).
+    fn needs_recreate(_actual: &Self, _desired: &Self) -> bool {
+        false
+    }
+
+    /// Whether the virtual object should exist on the host now.
+    fn wanted(_shared: &Shared, _v: &Self) -> impl Future<Output = Result<bool, SyncError>> + Send {
+        async { Ok(true) }
+    }
+
+    /// Create the host copy (services override this to fall back when the host refuses the
+    /// virtual ClusterIP).
+    fn create(
+        shared: &Shared,
+        v: &Self,
+        desired: &Self,
+    ) -> impl Future<Output = Result<Self, SyncError>> + Send {
+        let _ = v;
+        let api: Api<Self> = shared.host_api();
+        let desired = desired.clone();
+        async move { create_host(&api, Self::KIND, &desired).await }
+    }
+
+    /// Copy host state up to the virtual object (status).
+    fn sync_up(
+        _shared: &Shared,
+        _v: &Self,
+        _host: &Self,
+    ) -> impl Future<Output = Result<(), SyncError>> + Send {
+        async { Ok(()) }
+    }
+}
+
+/// Virtual names referenced by any virtual pod or ingress, as `(namespace, name)`.
+fn referenced(shared: &Shared, secrets: bool) -> HashSet<(String, String)> {
+    let mut out = HashSet::new();
+    for p in shared.virtual_pods.state() {
+        let ns = p.namespace().unwrap_or_default();
+        let refs = translate::references::pod_references(&p);
+        let names = if secrets {
+            refs.secrets
+        } else {
+            refs.config_maps
+        };
+        out.extend(names.into_iter().map(|n| (ns.clone(), n)));
+    }
+    if secrets {
+        for i in shared.virtual_ingresses.state() {
+            let ns = i.namespace().unwrap_or_default();
+            out.extend(
+                translate::ingress::ingress_references(&i)
+                    .secrets
+                    .into_iter()
+                    .map(|n| (ns.clone(), n)),
+            );
+        }
+    }
+    out
+}
+
+fn is_referenced(shared: &Shared, ns: &str, name: &str, secrets: bool) -> bool {
+    let pods = shared
+        .virtual_pods
+        .state()
+        .into_iter()
+        .filter(|p| p.namespace().as_deref() == Some(ns))
+        .any(|p| {
+            let refs = translate::references::pod_references(&p);
+            if secrets {
+                refs.secrets.contains(name)
+            } else {
+                refs.config_maps.contains(name)
+            }
+        });
+    pods || (secrets
+        && shared
+            .virtual_ingresses
+            .state()
+            .into_iter()
+            .filter(|i| i.namespace().as_deref() == Some(ns))
+            .any(|i| {
+                translate::ingress::ingress_references(&i)
+                    .secrets
+                    .contains(name)
+            }))
+}
+
+// ----- ConfigMap -----
+
+impl SyncKind for ConfigMap {
+    const KIND: &'static str = "ConfigMap";
+    const RULE: NameRule = NameRule::Dns1123Subdomain;
+
+    fn translate(ctx: &Context, v: &Self) -> Result<Self, Vec<TranslateError>> {
+        translate::configmap::host_config_map(ctx, v)
+    }
+
+    fn merge(actual: &Self, desired: &Self) -> Option<Self> {
+        let mut out = actual.clone();
+        merge_owned_meta(&mut out.metadata, &desired.metadata);
+        out.data = desired.data.clone();
+        out.binary_data = desired.binary_data.clone();
+        out.immutable = desired.immutable;
+        (out != *actual).then_some(out)
+    }
+
+    fn needs_recreate(actual: &Self, desired: &Self) -> bool {
+        actual.immutable == Some(true)
+            && (actual.data != desired.data
+                || actual.binary_data != desired.binary_data
+                || desired.immutable != Some(true))
+    }
+
+    fn wanted(shared: &Shared, v: &Self) -> impl Future<Output = Result<bool, SyncError>> + Send {
+        let r = is_referenced(
+            shared,
+            &v.namespace().unwrap_or_default(),
+            &v.name_any(),
+            false,
+        );
+        async move { Ok(r) }
+    }
+}
+
+// ----- Secret -----
+
+impl SyncKind for Secret {
+    const KIND: &'static str = "Secret";
+    const RULE: NameRule = NameRule::Dns1123Subdomain;
+
+    fn translate(ctx: &Context, v: &Self) -> Result<Self, Vec<TranslateError>> {
+        translate::secret::host_secret(ctx, v)
+    }
+
+    fn merge(actual: &Self, desired: &Self) -> Option<Self> {
+        let mut out = actual.clone();
+        merge_owned_meta(&mut out.metadata, &desired.metadata);
+        out.data = desired.data.clone();
+        out.string_data = None;
+        out.immutable = desired.immutable;
+        (out != *actual).then_some(out)
+    }
+
+    fn needs_recreate(actual: &Self, desired: &Self) -> bool {
+        // The type is immutable, and so is the content of an immutable secret.
+        actual.type_ != desired.type_
+            || (actual.immutable == Some(true)
+                && (actual.data != desired.data || desired.immutable != Some(true)))
+    }
+
+    fn wanted(shared: &Shared, v: &Self) -> impl Future<Output = Result<bool, SyncError>> + Send {
+        // Service-account token secrets are never synced as such (translation refuses them too).
+        let token = v.type_.as_deref() == Some(translate::secret::SERVICE_ACCOUNT_TOKEN_TYPE);
+        let r = !token
+            && is_referenced(
+                shared,
+                &v.namespace().unwrap_or_default(),
+                &v.name_any(),
+                true,
+            );
+        async move { Ok(r) }
+    }
+}
+
+// ----- Service -----
+
+impl SyncKind for Service {
+    const KIND: &'static str = "Service";
+    const RULE: NameRule = NameRule::Dns1035Label;
+
+    fn translate(ctx: &Context, v: &Self) -> Result<Self, Vec<TranslateError>> {
+        translate::service::host_service(ctx, v)
+    }
+
+    fn merge(actual: &Self, desired: &Self) -> Option<Self> {
+        let mut out = actual.clone();
+        merge_owned_meta(&mut out.metadata, &desired.metadata);
+        let (Some(o), Some(d)) = (out.spec.as_mut(), desired.spec.as_ref()) else {
+            return (out != *actual).then_some(out);
+        };
+        o.selector = d.selector.clone();
+        o.type_ = d.type_.clone();
+        o.external_name = d.external_name.clone();
+        o.external_ips = d.external_ips.clone();
+        o.session_affinity = d.session_affinity.clone().or(o.session_affinity.take());
+        o.session_affinity_config = d.session_affinity_config.clone();
+        o.publish_not_ready_addresses = d.publish_not_ready_addresses;
+        o.load_balancer_source_ranges = d.load_balancer_source_ranges.clone();
+        o.load_balancer_class = d.load_balancer_class.clone();
+        if d.external_traffic_policy.is_some() {
+            o.external_traffic_policy = d.external_traffic_policy.clone();
+        }
+        if d.internal_traffic_policy.is_some() {
+            o.internal_traffic_policy = d.internal_traffic_policy.clone();
+        }
+        // Ports: the desired list, keeping the node ports the host allocated (matched by port
+        // and protocol) and the host's defaults for what the tenant left unset.
+        let ports = d.ports.clone().map(|ports| {
+            ports
+                .into_iter()
+                .map(|mut p| {
+                    let same = o.ports.iter().flatten().find(|a| {
+                        a.port == p.port
+                            && a.protocol.as_deref().unwrap_or("TCP")
+                                == p.protocol.as_deref().unwrap_or("TCP")
+                    });
+                    if let Some(a) = same {
+                        if p.node_port.is_none() {
+                            p.node_port = a.node_port;
+                        }
+                        if p.target_port.is_none() {
+                            p.target_port = a.target_port.clone();
+                        }
+                        if p.protocol.is_none() {
+                            p.protocol = a.protocol.clone();
+                        }
+                    }
+                    p
+                })
+                .collect()
+        });
+        o.ports = ports;
+        (out != *actual).then_some(out)
+    }
+
+    fn needs_recreate(actual: &Self, desired: &Self) -> bool {
+        // The ClusterIP is immutable: a host service with another IP than the virtual one is
+        // replaced (the tenant's DNS hands out the virtual IP).
+        let ip = |s: &Service| {
+            s.spec
+                .as_ref()
+                .and_then(|s| s.cluster_ip.clone())
+                .filter(|ip| !ip.is_empty())
+        };
+        matches!((ip(actual), ip(desired)), (Some(a), Some(d)) if a != d)
+    }
+
+    fn create(
+        shared: &Shared,
+        v: &Self,
+        desired: &Self,
+    ) -> impl Future<Output = Result<Self, SyncError>> + Send {
+        let api: Api<Service> = shared.host_api();
+        let virt: Api<Service> =
+            Api::namespaced(shared.virt.clone(), &v.namespace().unwrap_or_default());
+        let (v, desired) = (v.clone(), desired.clone());
+        async move {
+            match create_host(&api, "Service", &desired).await {
+                Err(SyncError::CreateHost {
+                    source: kube::Error::Api(s),
+                    ..
+                }) if s.code == 422 && s.message.contains("clusterIP") => {
+                    // The host refused the virtual IP (taken, or outside its range): let the host
+                    // pick one and re-create the virtual service with it, so both agree.
+                    let mut fallback = desired.clone();
+                    if let Some(spec) = fallback.spec.as_mut() {
+                        spec.cluster_ip = None;
+                        spec.cluster_ips = None;
+                    }
+                    let created = create_host(&api, "Service", &fallback).await?;
+                    let host_ip = created
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.cluster_ip.clone())
+                        .unwrap_or_default();
+                    recreate_virtual_with_ip(&virt, &v, &host_ip).await?;
+                    Ok(created)
+                }
+                other => other,
+            }
+        }
+    }
+
+    fn sync_up(
+        shared: &Shared,
+        v: &Self,
+        host: &Self,
+    ) -> impl Future<Output = Result<(), SyncError>> + Send {
+        let virt: Api<Service> =
+            Api::namespaced(shared.virt.clone(), &v.namespace().unwrap_or_default());
+        let want = host.status.as_ref().and_then(|s| s.load_balancer.clone());
+        let have = v.status.as_ref().and_then(|s| s.load_balancer.clone());
+        let (name, key) = (v.name_any(), key_of(v));
+        async move {
+            let empty = |lb: &Option<k8s_openapi::api::core::v1::LoadBalancerStatus>| {
+                lb.as_ref()
+                    .is_none_or(|l| l.ingress.as_ref().is_none_or(Vec::is_empty))
+            };
+            if want == have || (empty(&want) && empty(&have)) {
+                return Ok(());
+            }
+            virt.patch_status(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"loadBalancer": want}})),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|source| SyncError::UpdateVirtualStatus {
+                kind: "Service",
+                key,
+                source,
+            })
+        }
+    }
+}
+
+/// Delete and re-create a virtual service with the ClusterIP the host gave its copy.
+async fn recreate_virtual_with_ip(
+    virt: &Api<Service>,
+    v: &Service,
+    ip: &str,
+) -> Result<(), SyncError> {
+    let key = key_of(v);
+    let mut copy = v.clone();
+    copy.metadata = kube::api::ObjectMeta {
+        name: v.metadata.name.clone(),
+        namespace: v.metadata.namespace.clone(),
+        labels: v.metadata.labels.clone(),
+        annotations: v.metadata.annotations.clone(),
+        ..Default::default()
+    };
+    copy.status = None;
+    if let Some(spec) = copy.spec.as_mut() {
+        spec.cluster_ip = Some(ip.to_string());
+        spec.cluster_ips = Some(vec![ip.to_string()]);
+        // Node ports were allocated by the virtual API; let it allocate again.
+        for p in spec.ports.iter_mut().flatten() {
+            p.node_port = None;
+        }
+        spec.health_check_node_port = None;
+    }
+    let dp = DeleteParams::default().preconditions(kube::api::Preconditions {
+        uid: v.metadata.uid.clone(),
+        resource_version: None,
+    });
+    match virt.delete(&v.name_any(), &dp).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 404 => {}
+        Err(source) => {
+            return Err(SyncError::DeleteVirtual {
+                kind: "Service",
+                key,
+                source,
+            });
+        }
+    }
+    virt.create(
+        &PostParams {
+            field_manager: Some(markers::FIELD_MANAGER.into()),
+            ..Default::default()
+        },
+        &copy,
+    )
+    .await
+    .map(|_| ())
+    .map_err(|source| SyncError::UpdateVirtualStatus {
+        kind: "Service",
+        key,
+        source,
+    })
+}
+
+// ----- Endpoints (of selector-less services) -----
+
+impl SyncKind for Endpoints {
+    const KIND: &'static str = "Endpoints";
+    const RULE: NameRule = NameRule::Dns1035Label;
+
+    fn translate(ctx: &Context, v: &Self) -> Result<Self, Vec<TranslateError>> {
+        translate::endpoints::host_endpoints(ctx, v)
+    }
+
+    fn merge(actual: &Self, desired: &Self) -> Option<Self> {
+        let mut out = actual.clone();
+        merge_owned_meta(&mut out.metadata, &desired.metadata);
+        out.subsets = desired.subsets.clone();
+        (out != *actual).then_some(out)
+    }
+
+    fn wanted(shared: &Shared, v: &Self) -> impl Future<Output = Result<bool, SyncError>> + Send {
+        // Only the endpoints of selector-less services: the host computes the others itself.
+        let api: Api<Service> =
+            Api::namespaced(shared.virt.clone(), &v.namespace().unwrap_or_default());
+        let name = v.name_any();
+        async move {
+            let svc = api.get_opt(&name).await.map_err(|source| SyncError::Read {
+                what: format!("virtual service {name}"),
+                source,
+            })?;
+            Ok(svc.is_some_and(|s| {
+                s.spec
+                    .as_ref()
+                    .is_none_or(|sp| sp.selector.as_ref().is_none_or(|sel| sel.is_empty()))
+            }))
+        }
+    }
+}
+
+// ----- Ingress -----
+
+impl SyncKind for Ingress {
+    const KIND: &'static str = "Ingress";
+    const RULE: NameRule = NameRule::Dns1123Subdomain;
+
+    fn translate(ctx: &Context, v: &Self) -> Result<Self, Vec<TranslateError>> {
+        translate::ingress::host_ingress(ctx, v)
+    }
+
+    fn merge(actual: &Self, desired: &Self) -> Option<Self> {
+        let mut out = actual.clone();
+        merge_owned_meta(&mut out.metadata, &desired.metadata);
+        out.spec = desired.spec.clone();
+        (out != *actual).then_some(out)
+    }
+
+    fn sync_up(
+        shared: &Shared,
+        v: &Self,
+        host: &Self,
+    ) -> impl Future<Output = Result<(), SyncError>> + Send {
+        let virt: Api<Ingress> =
+            Api::namespaced(shared.virt.clone(), &v.namespace().unwrap_or_default());
+        let want = host.status.as_ref().and_then(|s| s.load_balancer.clone());
+        let have = v.status.as_ref().and_then(|s| s.load_balancer.clone());
+        let (name, key) = (v.name_any(), key_of(v));
+        async move {
+            let empty =
+                |lb: &Option<k8s_openapi::api::networking::v1::IngressLoadBalancerStatus>| {
+                    lb.as_ref()
+                        .is_none_or(|l| l.ingress.as_ref().is_none_or(Vec::is_empty))
+                };
+            if want == have || (empty(&want) && empty(&have)) {
+                return Ok(());
+            }
+            virt.patch_status(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"loadBalancer": want}})),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|source| SyncError::UpdateVirtualStatus {
+                kind: "Ingress",
+                key,
+                source,
+            })
+        }
+    }
+}
+
+// ----- the generic controller -----
+
+struct KindSync<K: SyncKind> {
+    shared: Arc<Shared>,
+    host: Store<K>,
+}
+
+async fn reconcile<K: SyncKind>(v: Arc<K>, s: Arc<KindSync<K>>) -> Result<Action, SyncError> {
+    let span = tracing::info_span!(
+        "reconcile",
+        controller = K::KIND,
+        namespace = v.namespace().unwrap_or_default(),
+        name = v.name_any()
+    );
+    let key = key_of(v.as_ref());
+    let r = tracing::Instrument::instrument(reconcile_inner(v.as_ref(), &s), span).await;
+    if r.is_ok() {
+        s.shared.backoff.reset(&format!("{}/{key}", K::KIND));
+    }
+    r
+}
+
+async fn reconcile_inner<K: SyncKind>(v: &K, s: &KindSync<K>) -> Result<Action, SyncError> {
+    let shared = &s.shared;
+    let ns = v.namespace().unwrap_or_default();
+    let key = key_of(v);
+    let host_name = shared.ctx.host_name(&ns, &v.name_any(), K::RULE);
+    let api: Api<K> = shared.host_api();
+    let host = s
+        .host
+        .get(&ObjectRef::new(&host_name).within(&shared.cfg.host_namespace));
+    let src = shared.ctx.source(K::KIND, v.meta());
+    let ownership = host.as_ref().map(|h| markers::ownership(h.meta(), &src));
+
+    let wanted = v.meta().deletion_timestamp.is_none() && K::wanted(shared, v).await?;
+    if !wanted {
+        if let (Some(h), Some(Ownership::Ours | Ownership::Stale)) = (&host, &ownership) {
+            delete_host(&api, K::KIND, &host_name, h.meta().uid.as_deref(), None).await?;
+            tracing::info!(
+                key,
+                host = host_name,
+                "deleted host copy that is no longer wanted"
+            );
+        }
+        return Ok(Action::await_change());
+    }
+
+    let desired = K::translate(&shared.ctx, v).map_err(|errs| SyncError::Untranslatable {
+        kind: K::KIND,
+        key: key.clone(),
+        reasons: reasons(&errs),
+    })?;
+    match (host, ownership) {
+        (None, _) => {
+            K::create(shared, v, &desired).await?;
+            tracing::info!(key, host = host_name, "created host copy");
+        }
+        (Some(_), Some(Ownership::Foreign)) => {
+            return Err(SyncError::Foreign {
+                kind: K::KIND,
+                name: host_name,
+                key,
+            });
+        }
+        (Some(h), _) => {
+            if K::needs_recreate(&h, &desired) {
+                delete_host(&api, K::KIND, &host_name, h.meta().uid.as_deref(), None).await?;
+                // The deletion event brings us back to create it anew.
+                return Ok(Action::requeue(Duration::from_millis(200)));
+            }
+            if let Some(updated) = K::merge(&h, &desired) {
+                replace_host(&api, K::KIND, &updated).await?;
+                tracing::info!(key, host = host_name, "updated host copy");
+            }
+            K::sync_up(shared, v, &h).await?;
+        }
+    }
+    Ok(Action::await_change())
+}
+
+fn error_policy<K: SyncKind>(v: Arc<K>, err: &SyncError, s: Arc<KindSync<K>>) -> Action {
+    let shared = s.shared.clone();
+    let key = format!("{}/{}", K::KIND, key_of(v.as_ref()));
+    if !err.is_permanent() {
+        tracing::info!(controller = K::KIND, key, error = %err, reason = err.metric_label(), "retrying");
+        return Action::requeue(shared.backoff.next(&key));
+    }
+    let obj_ref = v.object_ref(&());
+    let (msg, label) = (err.to_string(), err.metric_label());
+    tracing::warn!(controller = K::KIND, key, error = %msg, reason = label, "refused");
+    tokio::spawn(async move {
+        let reason = if label == "ownership_conflict" {
+            "OwnershipConflict"
+        } else {
+            "SyncRefused"
+        };
+        shared.warn(&obj_ref, reason, msg).await;
+    });
+    Action::requeue(Duration::from_secs(300))
+}
+
+/// Run the controller of kind `K`: virtual objects from `vstream`/`virt`, host copies watched,
+/// optional extra triggers, and the host-side orphan collector.
+async fn run_kind<K, S>(
+    shared: Arc<Shared>,
+    stop: Stop,
+    virt: Store<K>,
+    vstream: S,
+    triggers: Option<tokio::sync::mpsc::UnboundedReceiver<ObjectRef<K>>>,
+    unwanted_sweep: bool,
+) where
+    K: SyncKind,
+    S: futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+{
+    let (host, hstream) = cached_stream(shared.host_api::<K>(), shared.host_watch_config());
+    let tenant = shared.cfg.tenant.clone();
+    let mut c = Controller::for_stream(vstream, virt.clone())
+        .with_config(controller::Config::default().concurrency(shared.cfg.concurrency as u16))
+        .watches_stream(hstream, move |h: K| {
+            source_ref::<K, K>(&tenant, K::KIND, &h)
+        });
+    if let Some(rx) = triggers {
+        c = c.reconcile_on(UnboundedReceiverStream::new(rx));
+    }
+    let state = Arc::new(KindSync {
+        shared: shared.clone(),
+        host: host.clone(),
+    });
+    let controller =
+        c.graceful_shutdown_on(stop.signal())
+            .run(reconcile::<K>, error_policy::<K>, state);
+    let gc = super::gc::run::<K>(shared.clone(), K::KIND, host.clone(), virt, stop.signal());
+    let sweep = async {
+        if unwanted_sweep {
+            sweep_unreferenced::<K>(&shared, &host, stop.signal()).await;
+        }
+    };
+    futures::join!(drain(K::KIND, controller), gc, sweep);
+}
+
+/// Delete host configmaps/secrets that nothing references any more (a pod referencing them was
+/// deleted): swept periodically, since a deleted pod triggers nothing on the configmap side.
+async fn sweep_unreferenced<K: SyncKind>(
+    shared: &Shared,
+    host: &Store<K>,
+    stop: impl Future<Output = ()>,
+) {
+    let secrets = K::KIND == "Secret";
+    let sweep = async {
+        if host.wait_until_ready().await.is_err()
+            || shared.virtual_pods.wait_until_ready().await.is_err()
+        {
+            return;
+        }
+        if secrets && shared.virtual_ingresses.wait_until_ready().await.is_err() {
+            return;
+        }
+        let api: Api<K> = shared.host_api();
+        loop {
+            let wanted = referenced(shared, secrets);
+            for h in host.state() {
+                let Some((kind, ns, name, _)) = markers::source_of(h.meta(), &shared.cfg.tenant)
+                else {
+                    continue;
+                };
+                if kind != K::KIND
+                    || wanted.contains(&(ns.to_string(), name.to_string()))
+                    || h.meta().deletion_timestamp.is_some()
+                {
+                    continue;
+                }
+                let host_name = h.name_any();
+                match delete_host(&api, K::KIND, &host_name, h.meta().uid.as_deref(), None).await {
+                    Ok(()) => tracing::info!(
+                        kind = K::KIND,
+                        host = host_name,
+                        "deleted host copy nothing references any more"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(kind = K::KIND, host = host_name, error = %e, "deleting an unreferenced host copy failed")
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    };
+    tokio::select! {
+        _ = sweep => {}
+        _ = stop => {}
+    }
+}
 
 /// Run the controllers of every non-pod kind until `stop`.
-pub async fn run(_shared: Arc<Shared>, stop: Stop) {
-    stop.signal().await;
+pub async fn run(shared: Arc<Shared>, stop: Stop) {
+    let vcfg = watcher::Config::default;
+    let all = |shared: &Shared| shared.virt.clone();
+
+    let (cms, cms_stream) = cached_stream(Api::<ConfigMap>::all(all(&shared)), vcfg());
+    let (secrets, secrets_stream) = cached_stream(Api::<Secret>::all(all(&shared)), vcfg());
+    let (svcs, svcs_stream) = cached_stream(Api::<Service>::all(all(&shared)), vcfg());
+    let (eps, eps_stream) = cached_stream(Api::<Endpoints>::all(all(&shared)), vcfg());
+    let ing_writer = shared.take_virtual_ingresses_writer();
+    let ings = shared.virtual_ingresses.clone();
+    let ings_stream = cached_stream_into(Api::<Ingress>::all(all(&shared)), vcfg(), ing_writer);
+    // An ingress names its TLS secrets: sync them when the ingress changes.
+    let triggers = shared.triggers.clone();
+    let ings_stream = ings_stream.map(move |r| {
+        if let Ok(i) = &r {
+            let ns = i.namespace().unwrap_or_default();
+            for s in translate::ingress::ingress_references(i).secrets {
+                let _ = triggers.secrets.send(ObjectRef::new(&s).within(&ns));
+            }
+        }
+        r
+    });
+
+    futures::join!(
+        run_kind::<ConfigMap, _>(
+            shared.clone(),
+            stop.clone(),
+            cms,
+            cms_stream,
+            Some(shared.take_config_map_triggers()),
+            true
+        ),
+        run_kind::<Secret, _>(
+            shared.clone(),
+            stop.clone(),
+            secrets,
+            secrets_stream,
+            Some(shared.take_secret_triggers()),
+            true
+        ),
+        run_kind::<Service, _>(shared.clone(), stop.clone(), svcs, svcs_stream, None, false),
+        run_kind::<Endpoints, _>(shared.clone(), stop.clone(), eps, eps_stream, None, false),
+        run_kind::<Ingress, _>(shared.clone(), stop.clone(), ings, ings_stream, None, false),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn svc(v: serde_json::Value) -> Service {
+        serde_json::from_value(v).expect("valid service")
+    }
+
+    #[test]
+    fn service_merge_keeps_host_node_ports_and_defaults() {
+        let desired = svc(
+            json!({"metadata": {"name": "s"}, "spec": {"type": "NodePort", "selector": {"a": "b"}, "ports": [{"port": 80}]}}),
+        );
+        let actual = svc(
+            json!({"metadata": {"name": "s"}, "spec": {"type": "NodePort", "selector": {"a": "b"}, "clusterIP": "10.96.0.5",
+            "sessionAffinity": "None", "externalTrafficPolicy": "Cluster",
+            "ports": [{"port": 80, "protocol": "TCP", "targetPort": 80, "nodePort": 30001}]}}),
+        );
+        assert_eq!(Service::merge(&actual, &desired), None, "in sync");
+        let mut changed = desired.clone();
+        changed.spec.as_mut().unwrap().selector = Some([("a".to_string(), "c".to_string())].into());
+        let merged = Service::merge(&actual, &changed).expect("an update");
+        let spec = merged.spec.unwrap();
+        assert_eq!(spec.ports.unwrap()[0].node_port, Some(30001));
+        assert_eq!(spec.selector.unwrap()["a"], "c");
+        assert_eq!(spec.cluster_ip.as_deref(), Some("10.96.0.5"));
+    }
+
+    #[test]
+    fn a_different_cluster_ip_needs_a_new_host_service() {
+        let a = svc(json!({"spec": {"clusterIP": "10.96.0.5"}}));
+        let d = svc(json!({"spec": {"clusterIP": "10.96.0.6"}}));
+        assert!(Service::needs_recreate(&a, &d));
+        assert!(!Service::needs_recreate(&a, &a));
+    }
+
+    #[test]
+    fn configmap_merge_replaces_data_and_immutable_changes_recreate() {
+        let d: ConfigMap = serde_json::from_value(json!({"data": {"k": "v2"}})).unwrap();
+        let a: ConfigMap = serde_json::from_value(json!({"data": {"k": "v1"}})).unwrap();
+        assert_eq!(ConfigMap::merge(&a, &d).unwrap().data.unwrap()["k"], "v2");
+        let imm: ConfigMap =
+            serde_json::from_value(json!({"data": {"k": "v1"}, "immutable": true})).unwrap();
+        assert!(ConfigMap::needs_recreate(&imm, &d));
+        assert!(!ConfigMap::needs_recreate(&a, &d));
+    }
+
+    #[test]
+    fn secret_type_change_recreates() {
+        let a: Secret = serde_json::from_value(json!({"type": "Opaque"})).unwrap();
+        let d: Secret = serde_json::from_value(json!({"type": "kubernetes.io/tls"})).unwrap();
+        assert!(Secret::needs_recreate(&a, &d));
+    }
 }

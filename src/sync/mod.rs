@@ -220,6 +220,35 @@ pub struct Shared {
     /// Events on virtual objects.
     pub recorder: Recorder,
     pub backoff: Backoff,
+    /// Virtual pods (filled by the pod controller's watch; read by the configmap and secret
+    /// sync to know what is referenced).
+    pub virtual_pods: Store<k8s_openapi::api::core::v1::Pod>,
+    /// Virtual ingresses (filled by the ingress controller's watch; their TLS secrets count as
+    /// referenced).
+    pub virtual_ingresses: Store<k8s_openapi::api::networking::v1::Ingress>,
+    /// Wake the configmap / secret sync for objects a pod or ingress just referenced.
+    pub triggers: Triggers,
+    pending: Mutex<Pending>,
+}
+
+/// Senders that ask the configmap and secret controllers to look at an object.
+#[derive(Clone)]
+pub struct Triggers {
+    pub config_maps:
+        tokio::sync::mpsc::UnboundedSender<ObjectRef<k8s_openapi::api::core::v1::ConfigMap>>,
+    pub secrets: tokio::sync::mpsc::UnboundedSender<ObjectRef<k8s_openapi::api::core::v1::Secret>>,
+}
+
+/// The receiving and writing halves handed to the controllers when they start.
+#[derive(Default)]
+struct Pending {
+    config_maps: Option<
+        tokio::sync::mpsc::UnboundedReceiver<ObjectRef<k8s_openapi::api::core::v1::ConfigMap>>,
+    >,
+    secrets:
+        Option<tokio::sync::mpsc::UnboundedReceiver<ObjectRef<k8s_openapi::api::core::v1::Secret>>>,
+    virtual_pods: Option<reflector::store::Writer<k8s_openapi::api::core::v1::Pod>>,
+    virtual_ingresses: Option<reflector::store::Writer<k8s_openapi::api::networking::v1::Ingress>>,
 }
 
 impl Shared {
@@ -232,6 +261,10 @@ impl Shared {
             controller: "vcsync".into(),
             instance: Some(format!("vcsync-{}", cfg.tenant)),
         };
+        let (cm_tx, cm_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (secret_tx, secret_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (virtual_pods, pods_writer) = reflector::store();
+        let (virtual_ingresses, ingresses_writer) = reflector::store();
         Shared {
             recorder: Recorder::new(virt.clone(), reporter),
             cfg,
@@ -239,7 +272,23 @@ impl Shared {
             host,
             virt,
             backoff: Backoff::default(),
+            virtual_pods,
+            virtual_ingresses,
+            triggers: Triggers {
+                config_maps: cm_tx,
+                secrets: secret_tx,
+            },
+            pending: Mutex::new(Pending {
+                config_maps: Some(cm_rx),
+                secrets: Some(secret_rx),
+                virtual_pods: Some(pods_writer),
+                virtual_ingresses: Some(ingresses_writer),
+            }),
         }
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Host API of kind `K` in the host namespace.
@@ -315,6 +364,23 @@ where
         .reflect(writer)
         .touched_objects();
     (reader, stream)
+}
+
+/// Like [`cached_stream`], filling a store created elsewhere.
+pub fn cached_stream_into<K>(
+    api: Api<K>,
+    cfg: watcher::Config,
+    writer: reflector::store::Writer<K>,
+) -> impl Stream<Item = Result<K, watcher::Error>> + Send
+where
+    K: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone,
+{
+    watcher(api, cfg)
+        .default_backoff()
+        .modify(|o: &mut K| o.managed_fields_mut().clear())
+        .reflect(writer)
+        .touched_objects()
 }
 
 /// The virtual object a host object was made from (by its markers), for `kind`.
@@ -454,4 +520,47 @@ where
             }
         })
         .await;
+}
+
+impl Shared {
+    /// The writer of [`Shared::virtual_pods`] (taken once, by the pod controller).
+    pub fn take_virtual_pods_writer(
+        &self,
+    ) -> reflector::store::Writer<k8s_openapi::api::core::v1::Pod> {
+        self.pending()
+            .virtual_pods
+            .take()
+            .expect("the pod controller starts once")
+    }
+
+    /// The writer of [`Shared::virtual_ingresses`] (taken once, by the ingress controller).
+    pub fn take_virtual_ingresses_writer(
+        &self,
+    ) -> reflector::store::Writer<k8s_openapi::api::networking::v1::Ingress> {
+        self.pending()
+            .virtual_ingresses
+            .take()
+            .expect("the ingress controller starts once")
+    }
+
+    /// The configmap trigger receiver (taken once).
+    pub fn take_config_map_triggers(
+        &self,
+    ) -> tokio::sync::mpsc::UnboundedReceiver<ObjectRef<k8s_openapi::api::core::v1::ConfigMap>>
+    {
+        self.pending()
+            .config_maps
+            .take()
+            .expect("the configmap controller starts once")
+    }
+
+    /// The secret trigger receiver (taken once).
+    pub fn take_secret_triggers(
+        &self,
+    ) -> tokio::sync::mpsc::UnboundedReceiver<ObjectRef<k8s_openapi::api::core::v1::Secret>> {
+        self.pending()
+            .secrets
+            .take()
+            .expect("the secret controller starts once")
+    }
 }

@@ -27,7 +27,7 @@ use super::{
     Shared, SyncError, cached_stream, create_host, delete_host, drain, key_of, reasons,
     replace_host, source_ref,
 };
-use crate::markers::{self, KeySet, Ownership};
+use crate::markers::{self, Ownership};
 use crate::translate::pod::{
     PodEnv, TokenSource, host_pod, merge_into_host, token_secret_name, token_sources,
 };
@@ -115,9 +115,12 @@ impl PodSync {
 
 /// Run the pod controller and its garbage collector until `shutdown`.
 pub async fn run(shared: Arc<Shared>, stop: super::Stop) {
-    let (virtual_pods, vstream) = cached_stream(
+    let writer = shared.take_virtual_pods_writer();
+    let virtual_pods = shared.virtual_pods.clone();
+    let vstream = super::cached_stream_into(
         Api::<Pod>::all(shared.virt.clone()),
         watcher::Config::default(),
+        writer,
     );
     let (host_pods, hstream) = cached_stream(shared.host_api::<Pod>(), shared.host_watch_config());
     let token_cfg = watcher::Config::default().labels(&format!(
@@ -265,6 +268,21 @@ async fn reconcile_inner(vp: &Pod, sync: &PodSync) -> Result<Action, SyncError> 
         }
     })?;
 
+    // The configmaps and secrets the pod mounts are synced on demand.
+    let refs = crate::translate::references::pod_references(vp);
+    for cm in &refs.config_maps {
+        let _ = shared
+            .triggers
+            .config_maps
+            .send(ObjectRef::new(cm).within(&ns));
+    }
+    for secret in &refs.secrets {
+        let _ = shared
+            .triggers
+            .secrets
+            .send(ObjectRef::new(secret).within(&ns));
+    }
+
     let host = match (host, ownership) {
         (None, _) => {
             if was_running(vp) {
@@ -301,7 +319,7 @@ async fn reconcile_inner(vp: &Pod, sync: &PodSync) -> Result<Action, SyncError> 
     };
 
     if host.metadata.deletion_timestamp.is_none()
-        && let Some(updated) = merge_into_host(&host, &desired, &KeySet::recorded(&host.metadata))
+        && let Some(updated) = merge_into_host(&host, &desired)
     {
         replace_host(&host_api, KIND, &updated).await?;
     }

@@ -145,6 +145,44 @@ impl Context {
     }
 }
 
+/// Copy vcsync's labels and annotations from `desired` into `actual`: every desired key is
+/// set, and keys vcsync wrote before (per `actual`'s [`markers::OWNED_KEYS`] record) that are no
+/// longer desired are removed; keys that host controllers added stay.
+pub fn merge_owned_meta(actual: &mut ObjectMeta, desired: &ObjectMeta) {
+    let previous = markers::KeySet::recorded(actual);
+    merge_map(
+        &mut actual.labels,
+        desired.labels.as_ref(),
+        &previous.labels,
+    );
+    merge_map(
+        &mut actual.annotations,
+        desired.annotations.as_ref(),
+        &previous.annotations,
+    );
+}
+
+fn merge_map(
+    actual: &mut Option<BTreeMap<String, String>>,
+    desired: Option<&BTreeMap<String, String>>,
+    previous: &[String],
+) {
+    let m = actual.get_or_insert_with(BTreeMap::new);
+    for k in previous {
+        if desired.is_none_or(|d| !d.contains_key(k)) {
+            m.remove(k);
+        }
+    }
+    for (k, v) in desired.into_iter().flatten() {
+        if m.get(k) != Some(v) {
+            m.insert(k.clone(), v.clone());
+        }
+    }
+    if m.is_empty() {
+        *actual = None;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -486,25 +486,9 @@ pub fn host_pod(ctx: &Context, env: &PodEnv, pod: &Pod) -> Result<Pod, Vec<Trans
 /// after creation: labels and annotations (vcsync's keys; keys the host's own controllers added
 /// are left alone), container and init-container images, activeDeadlineSeconds, and tolerations
 /// (additions only). Returns the updated pod, or `None` when nothing needs writing.
-///
-/// `previous_keys` are the label and annotation keys vcsync wrote last time (so a key the tenant
-/// removed is removed on the host too, while keys added by host controllers stay).
-pub fn merge_into_host(
-    actual: &Pod,
-    desired: &Pod,
-    previous_keys: &markers::KeySet,
-) -> Option<Pod> {
+pub fn merge_into_host(actual: &Pod, desired: &Pod) -> Option<Pod> {
     let mut out = actual.clone();
-    merge_map(
-        &mut out.metadata.labels,
-        desired.metadata.labels.as_ref(),
-        &previous_keys.labels,
-    );
-    merge_map(
-        &mut out.metadata.annotations,
-        desired.metadata.annotations.as_ref(),
-        &previous_keys.annotations,
-    );
+    super::merge_owned_meta(&mut out.metadata, &desired.metadata);
     if let (Some(o), Some(d)) = (out.spec.as_mut(), desired.spec.as_ref()) {
         for (oc, dc) in o.containers.iter_mut().zip(&d.containers) {
             if oc.name == dc.name && dc.image.is_some() {
@@ -532,28 +516,6 @@ pub fn merge_into_host(
         }
     }
     (out != *actual).then_some(out)
-}
-
-/// Set every desired key; remove keys vcsync wrote before that are no longer desired.
-fn merge_map(
-    actual: &mut Option<BTreeMap<String, String>>,
-    desired: Option<&BTreeMap<String, String>>,
-    previous: &[String],
-) {
-    let m = actual.get_or_insert_with(BTreeMap::new);
-    for k in previous {
-        if desired.is_none_or(|d| !d.contains_key(k)) {
-            m.remove(k);
-        }
-    }
-    for (k, v) in desired.into_iter().flatten() {
-        if m.get(k) != Some(v) {
-            m.insert(k.clone(), v.clone());
-        }
-    }
-    if m.is_empty() {
-        *actual = None;
-    }
 }
 
 #[cfg(test)]
@@ -861,9 +823,8 @@ mod tests {
             )
             .unwrap(),
         ]);
-        let keys = markers::KeySet::recorded(&desired.metadata);
         assert_eq!(
-            merge_into_host(&actual, &desired, &keys),
+            merge_into_host(&actual, &desired),
             None,
             "in sync: no write"
         );
@@ -871,7 +832,7 @@ mod tests {
         let mut changed = desired.clone();
         changed.spec.as_mut().unwrap().containers[0].image = Some("nginx:1.28".into());
         changed.metadata.labels.as_mut().unwrap().remove("app");
-        let merged = merge_into_host(&actual, &changed, &keys).expect("an update");
+        let merged = merge_into_host(&actual, &changed).expect("an update");
         assert_eq!(
             merged.spec.as_ref().unwrap().containers[0].image.as_deref(),
             Some("nginx:1.28")
