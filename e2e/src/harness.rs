@@ -26,12 +26,20 @@ pub const VIRTUAL_KUBECONFIG_ENV: &str = "VCSYNC_E2E_VIRTUAL_KUBECONFIG";
 /// Name of the host Service that fronts the virtual API in every harness.
 pub const API_SERVICE: &str = "vcsync-api";
 
+/// The user the engine's requests are counted under on the test API servers.
+pub const ENGINE_USER: &str = "vcsync";
+const ENGINE_TOKEN: &str = "vcsync-engine-token";
+
 /// The environment of one test.
 pub struct Harness {
     pub tenant: String,
     pub host_namespace: String,
     pub host: Client,
     pub virt: Client,
+    /// Clients the engine uses (a separate identity on the test servers, so its requests can
+    /// be counted apart from the test's and the kubelet simulator's).
+    pub engine_host: Client,
+    pub engine_virt: Client,
     /// The in-process servers (absent against real clusters).
     pub host_server: Option<TestApiServer>,
     pub virtual_server: Option<TestApiServer>,
@@ -43,24 +51,31 @@ impl Harness {
     /// Start the environment (without the engine: call [`Harness::start_engine`]).
     pub async fn new(tenant: &str) -> Harness {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let (host, virt, host_server, virtual_server) = match (
+        let (host, virt, engine_host, engine_virt, host_server, virtual_server) = match (
             std::env::var(HOST_KUBECONFIG_ENV),
             std::env::var(VIRTUAL_KUBECONFIG_ENV),
         ) {
-            (Ok(h), Ok(v)) if !h.is_empty() && !v.is_empty() => (
-                client_from_kubeconfig(&h).await,
-                client_from_kubeconfig(&v).await,
-                None,
-                None,
-            ),
+            (Ok(h), Ok(v)) if !h.is_empty() && !v.is_empty() => {
+                let (h, v) = (
+                    client_from_kubeconfig(&h).await,
+                    client_from_kubeconfig(&v).await,
+                );
+                (h.clone(), v.clone(), h, v, None, None)
+            }
             _ => {
-                let hs = TestApiServer::start(ServerConfig::default())
+                let config = || ServerConfig {
+                    users: vec![(ENGINE_TOKEN.to_string(), ENGINE_USER.to_string())],
+                    ..ServerConfig::default()
+                };
+                let hs = TestApiServer::start(config())
                     .await
                     .expect("host test API server");
-                let vs = TestApiServer::start(ServerConfig::default())
+                let vs = TestApiServer::start(config())
                     .await
                     .expect("virtual test API server");
-                (hs.client(), vs.client(), Some(hs), Some(vs))
+                let eh = hs.client_for(ENGINE_TOKEN).expect("engine host client");
+                let ev = vs.client_for(ENGINE_TOKEN).expect("engine virtual client");
+                (hs.client(), vs.client(), eh, ev, Some(hs), Some(vs))
             }
         };
         let host_namespace = unique_name(&format!("host-{tenant}"));
@@ -97,6 +112,8 @@ impl Harness {
             host_namespace,
             host,
             virt,
+            engine_host,
+            engine_virt,
             host_server,
             virtual_server,
             kubelet: Some(kubelet),
@@ -122,8 +139,8 @@ impl Harness {
         assert!(self.engine.is_none(), "the engine is already running");
         let shared = Arc::new(vcsync::sync::Shared::new(
             self.engine_config(),
-            self.host.clone(),
-            self.virt.clone(),
+            self.engine_host.clone(),
+            self.engine_virt.clone(),
         ));
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -167,6 +184,52 @@ impl Harness {
             name,
             vcsync::translate::NameRule::Dns1123Subdomain,
         )
+    }
+}
+
+impl Harness {
+    /// Writes the engine made so far on (host, virtual); `None` against real clusters.
+    pub fn engine_writes(&self) -> Option<(u64, u64)> {
+        Some((
+            self.host_server.as_ref()?.write_count_by(ENGINE_USER),
+            self.virtual_server.as_ref()?.write_count_by(ENGINE_USER),
+        ))
+    }
+
+    /// Forget all request counts.
+    pub fn reset_counts(&self) {
+        for s in [&self.host_server, &self.virtual_server]
+            .into_iter()
+            .flatten()
+        {
+            s.reset_counts();
+        }
+    }
+
+    /// Wait until neither server has seen a request from anyone for `quiet` (bounded by
+    /// `deadline`): the engine has settled.
+    pub async fn wait_quiet(&self, quiet: Duration, deadline: Duration) {
+        let (Some(hs), Some(vs)) = (&self.host_server, &self.virtual_server) else {
+            return;
+        };
+        let total = || hs.total_requests() + vs.total_requests();
+        let end = tokio::time::Instant::now() + deadline;
+        let mut last = total();
+        let mut since = tokio::time::Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let now = total();
+            if now != last {
+                last = now;
+                since = tokio::time::Instant::now();
+            } else if since.elapsed() >= quiet {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < end,
+                "the servers never went quiet within {deadline:?}"
+            );
+        }
     }
 }
 

@@ -532,6 +532,13 @@ async fn reconcile<K: SyncKind>(v: Arc<K>, s: Arc<KindSync<K>>) -> Result<Action
 
 async fn reconcile_inner<K: SyncKind>(v: &K, s: &KindSync<K>) -> Result<Action, SyncError> {
     let shared = &s.shared;
+    // Decisions need the host cache: an empty one would make every host copy look missing.
+    s.host
+        .wait_until_ready()
+        .await
+        .map_err(|_| SyncError::Waiting {
+            what: format!("the host {} cache", K::KIND),
+        })?;
     let ns = v.namespace().unwrap_or_default();
     let key = key_of(v);
     let host_name = shared.ctx.host_name(&ns, &v.name_any(), K::RULE);

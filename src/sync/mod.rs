@@ -399,15 +399,64 @@ where
     K: Resource + Clone + Debug + Serialize + DeserializeOwned,
 {
     let name = obj.name_any();
-    api.create(
-        &PostParams {
-            field_manager: Some(markers::FIELD_MANAGER.into()),
-            ..Default::default()
-        },
-        obj,
+    let pp = PostParams {
+        field_manager: Some(markers::FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    match api.create(&pp, obj).await {
+        Ok(o) => Ok(o),
+        // The name is taken by an object our (label-filtered) cache cannot see: someone else's,
+        // unless a racing reconcile of ours just created it. Look before deciding.
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            let existing = api.get_opt(&name).await.map_err(|source| SyncError::Read {
+                what: format!("host {kind} {name}"),
+                source,
+            })?;
+            match existing {
+                Some(e) if same_source(e.meta(), obj.meta()) => Ok(e),
+                Some(_) => Err(SyncError::Foreign {
+                    kind,
+                    name: name.clone(),
+                    key: source_key(obj.meta()),
+                }),
+                // Gone again in between: the next pass creates it.
+                None => Err(SyncError::Waiting {
+                    what: format!("host {kind} {name} to settle"),
+                }),
+            }
+        }
+        Err(source) => Err(SyncError::CreateHost { kind, name, source }),
+    }
+}
+
+/// Whether two host objects carry the markers of the same virtual object.
+fn same_source(a: &kube::api::ObjectMeta, b: &kube::api::ObjectMeta) -> bool {
+    let get = |m: &kube::api::ObjectMeta| {
+        let t = m
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(markers::MANAGED_BY))
+            .cloned()
+            .unwrap_or_default();
+        (
+            t.clone(),
+            markers::source_of(m, &t)
+                .map(|(k, ns, n, u)| (k.to_string(), ns.to_string(), n.to_string(), u.to_string())),
+        )
+    };
+    let (ta, sa) = get(a);
+    sa.is_some() && (ta, sa) == get(b)
+}
+
+/// `namespace/name` of the virtual source recorded in a host object's markers.
+fn source_key(meta: &kube::api::ObjectMeta) -> String {
+    let a = meta.annotations.as_ref();
+    let get = |k: &str| a.and_then(|a| a.get(k)).cloned().unwrap_or_default();
+    format!(
+        "{}/{}",
+        get(markers::VIRTUAL_NAMESPACE),
+        get(markers::VIRTUAL_NAME)
     )
-    .await
-    .map_err(|source| SyncError::CreateHost { kind, name, source })
 }
 
 /// Replace `obj` (carries the resourceVersion it was read at: a conflict retries).

@@ -1,10 +1,888 @@
 //! Virtual Nodes for the host nodes that run this tenant's pods.
+//!
+//! Every host node named in the `spec.nodeName` of one of this tenant's host pods (terminating
+//! and finished pods included: their virtual pods still point at the node) appears in the
+//! virtual cluster as a Node of the same name, and is deleted once no such pod is left. The
+//! virtual node shows the host node's conditions, capacity, allocatable, InternalIP/Hostname
+//! addresses and node info (without machine, system and boot ids), and only the labels in
+//! [`ALLOWED_LABELS`]: other host labels describe the provider's infrastructure, not the tenant's.
+//!
+//! **Permissions.** Reading host Nodes needs a cluster-scoped `get nodes` grant on the host,
+//! which a namespace-scoped install may not have; it is optional. When the GET answers 403 (or
+//! 404), the node is synthesized: `Ready=True` (reason [`ASSUMED_READY_REASON`]), the `hostIP`
+//! of one of the tenant's pods on it as InternalIP, a `kubernetes.io/hostname` label equal to its
+//! name, and no capacity, allocatable or node info. After a 403 the host is not asked again for
+//! [`FORBIDDEN_RETRY`].
+//!
+//! **Ownership.** Virtual nodes vcsync creates carry `vcsync.io/managed-by=<tenant>`; only nodes
+//! with that label are ever updated or deleted (deletes carry a uid precondition). A virtual node
+//! of the same name without the label is left alone and reported.
+//!
+//! **Writes.** The desired node is compared with the cached virtual node field by field (only
+//! the fields vcsync sets: the API server defaults the rest); nothing is written when they match,
+//! so a restart in sync writes nothing. The conditions' `lastHeartbeatTime` is refreshed when the
+//! conditions change or the last heartbeat is [`HEARTBEAT`] old, so a node-lifecycle controller
+//! in the virtual control plane keeps seeing a live node. Status goes through `nodes/status`
+//! (a replace carrying the cached resourceVersion); labels through a merge patch of only the
+//! label keys vcsync owns, so labels others add are kept.
+//!
+//! Host node reads are cached for [`HEARTBEAT`]; a failed write is retried with the shared
+//! per-object backoff (403/422 and ownership conflicts after [`REFUSED_RETRY`]) on the next
+//! [`TICK`], never in a hot loop.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use super::{Shared, Stop};
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::core::v1::{
+    Node, NodeAddress, NodeCondition, NodeSpec, NodeStatus, NodeSystemInfo, Pod,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use serde_json::{Value, json};
+
+use super::{Shared, Stop, cached_stream};
+use crate::markers;
+
+/// Host node labels that are copied to virtual nodes; every other label stays on the host.
+pub const ALLOWED_LABELS: &[&str] = &[
+    "kubernetes.io/hostname",
+    "kubernetes.io/os",
+    "kubernetes.io/arch",
+    "node.kubernetes.io/instance-type",
+    "topology.kubernetes.io/region",
+    "topology.kubernetes.io/zone",
+];
+
+/// Condition heartbeats are refreshed at most this often (unless the conditions change).
+pub const HEARTBEAT: Duration = Duration::from_secs(30);
+
+/// How often the loop looks again without a cache change (heartbeats, retries).
+pub const TICK: Duration = Duration::from_secs(5);
+
+/// After a 403 on a host node GET, nodes are synthesized for this long before asking again.
+pub const FORBIDDEN_RETRY: Duration = Duration::from_secs(600);
+
+/// A node whose write was refused (403, 422, foreign node) is looked at again after this long.
+pub const REFUSED_RETRY: Duration = Duration::from_secs(300);
+
+/// `reason` of the Ready condition of a synthesized node.
+pub const ASSUMED_READY_REASON: &str = "TenantPodsRunning";
+const ASSUMED_READY_MESSAGE: &str =
+    "the host node is not readable by vcsync; reported Ready while this tenant's pods run on it";
+
+/// Host nodes in use by `pods` (this tenant's host pods), each with the host IP of one pod on it
+/// (from the pod first by name that has one), for synthesized nodes.
+pub fn nodes_in_use(pods: &[Arc<Pod>]) -> BTreeMap<String, Option<String>> {
+    let mut sorted: Vec<&Pod> = pods.iter().map(Arc::as_ref).collect();
+    sorted.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    let mut out: BTreeMap<String, Option<String>> = BTreeMap::new();
+    for p in sorted {
+        let Some(node) = p
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.as_deref())
+            .filter(|n| !n.is_empty())
+        else {
+            continue;
+        };
+        let ip = p
+            .status
+            .as_ref()
+            .and_then(|s| s.host_ip.clone())
+            .filter(|ip| !ip.is_empty());
+        let slot = out.entry(node.to_string()).or_default();
+        if slot.is_none() {
+            *slot = ip;
+        }
+    }
+    out
+}
+
+/// Whether a virtual node is this tenant's to update and delete.
+pub fn is_managed(node: &Node, tenant: &str) -> bool {
+    node.labels().get(markers::MANAGED_BY).map(String::as_str) == Some(tenant)
+}
+
+/// The labels vcsync sets on virtual node `name`: the allowlisted host labels (or, for a
+/// synthesized node, only the hostname) and the ownership marker.
+pub fn desired_labels(tenant: &str, name: &str, host: Option<&Node>) -> BTreeMap<String, String> {
+    let mut labels: BTreeMap<String, String> = match host {
+        Some(h) => h
+            .labels()
+            .iter()
+            .filter(|(k, _)| ALLOWED_LABELS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        None => BTreeMap::from([("kubernetes.io/hostname".to_string(), name.to_string())]),
+    };
+    labels.insert(markers::MANAGED_BY.to_string(), tenant.to_string());
+    labels
+}
+
+/// The merge patch that brings the vcsync-owned label keys of `existing` to `desired`; `None`
+/// when they already match. Keys vcsync does not own are left out (kept as they are).
+pub fn label_patch(
+    existing: &BTreeMap<String, String>,
+    desired: &BTreeMap<String, String>,
+) -> Option<Value> {
+    let mut changes = serde_json::Map::new();
+    for key in ALLOWED_LABELS.iter().copied().chain([markers::MANAGED_BY]) {
+        let (have, want) = (existing.get(key), desired.get(key));
+        if have != want {
+            changes.insert(key.to_string(), json!(want));
+        }
+    }
+    (!changes.is_empty()).then(|| json!({"metadata": {"labels": changes}}))
+}
+
+/// `t` cut to whole seconds, as the API server stores it (so a written time reads back equal).
+fn seconds(t: Timestamp) -> Timestamp {
+    Timestamp::from_second(t.as_second()).unwrap_or(t)
+}
+
+/// A condition without its heartbeat, for comparisons.
+fn without_heartbeat(c: &NodeCondition) -> NodeCondition {
+    NodeCondition {
+        last_heartbeat_time: None,
+        ..c.clone()
+    }
+}
+
+/// The status vcsync wants on virtual node: from `host` when readable, else synthesized with
+/// `host_ip`. Times come from `existing` where nothing changed: the conditions' heartbeat is
+/// renewed only when they changed or the last one is [`HEARTBEAT`] old at `now`.
+pub fn desired_status(
+    host: Option<&Node>,
+    host_ip: Option<&str>,
+    existing: Option<&NodeStatus>,
+    now: Timestamp,
+) -> NodeStatus {
+    let now = seconds(now);
+    let old_conditions: &[NodeCondition] = existing
+        .and_then(|s| s.conditions.as_deref())
+        .unwrap_or(&[]);
+    let old = |t: &str| old_conditions.iter().find(|c| c.type_ == t);
+    let hs = host.and_then(|h| h.status.as_ref());
+    let mut conditions: Vec<NodeCondition> = match host {
+        Some(_) => hs
+            .and_then(|s| s.conditions.as_deref())
+            .unwrap_or(&[])
+            .iter()
+            .map(without_heartbeat)
+            .collect(),
+        None => {
+            let since = old("Ready")
+                .filter(|c| c.status == "True")
+                .and_then(|c| c.last_transition_time.clone())
+                .unwrap_or(Time(now));
+            vec![NodeCondition {
+                type_: "Ready".into(),
+                status: "True".into(),
+                reason: Some(ASSUMED_READY_REASON.into()),
+                message: Some(ASSUMED_READY_MESSAGE.into()),
+                last_transition_time: Some(since),
+                last_heartbeat_time: None,
+            }]
+        }
+    };
+    let unchanged = conditions.len() == old_conditions.len()
+        && conditions
+            .iter()
+            .zip(old_conditions)
+            .all(|(c, o)| *c == without_heartbeat(o));
+    let fresh = old("Ready")
+        .and_then(|c| c.last_heartbeat_time.as_ref())
+        .is_some_and(|t| {
+            let age = now.as_second().saturating_sub(t.0.as_second());
+            (0..i64::try_from(HEARTBEAT.as_secs()).unwrap_or(i64::MAX)).contains(&age)
+        });
+    for c in &mut conditions {
+        c.last_heartbeat_time = if unchanged && fresh {
+            old(&c.type_).and_then(|o| o.last_heartbeat_time.clone())
+        } else {
+            Some(Time(now))
+        };
+    }
+    let addresses = match host {
+        Some(_) => hs
+            .and_then(|s| s.addresses.as_ref())
+            .map(|a| {
+                a.iter()
+                    .filter(|a| matches!(a.type_.as_str(), "InternalIP" | "Hostname"))
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
+            .filter(|a| !a.is_empty()),
+        None => host_ip.map(|ip| {
+            vec![NodeAddress {
+                type_: "InternalIP".into(),
+                address: ip.to_string(),
+            }]
+        }),
+    };
+    NodeStatus {
+        conditions: Some(conditions),
+        capacity: hs.and_then(|s| s.capacity.clone()),
+        allocatable: hs.and_then(|s| s.allocatable.clone()),
+        addresses,
+        node_info: hs
+            .and_then(|s| s.node_info.as_ref())
+            .map(|i| NodeSystemInfo {
+                // Identifiers of the host machine are not the tenant's business.
+                machine_id: String::new(),
+                system_uuid: String::new(),
+                boot_id: String::new(),
+                ..i.clone()
+            }),
+        ..NodeStatus::default()
+    }
+}
+
+/// Whether `existing` differs from `desired` in a field vcsync sets (fields the API server
+/// defaults, such as `daemonEndpoints`, and a `nodeInfo` vcsync does not set are ignored).
+pub fn status_differs(existing: Option<&NodeStatus>, desired: &NodeStatus) -> bool {
+    let empty = NodeStatus::default();
+    let e = existing.unwrap_or(&empty);
+    let map_eq = |a: &Option<BTreeMap<_, _>>, b: &Option<BTreeMap<_, _>>| {
+        a.as_ref().filter(|m| !m.is_empty()) == b.as_ref().filter(|m| !m.is_empty())
+    };
+    let list_eq = |a: &Option<Vec<NodeAddress>>, b: &Option<Vec<NodeAddress>>| {
+        a.as_deref().unwrap_or(&[]) == b.as_deref().unwrap_or(&[])
+    };
+    e.conditions.as_deref().unwrap_or(&[]) != desired.conditions.as_deref().unwrap_or(&[])
+        || !map_eq(&e.capacity, &desired.capacity)
+        || !map_eq(&e.allocatable, &desired.allocatable)
+        || !list_eq(&e.addresses, &desired.addresses)
+        || (desired.node_info.is_some() && e.node_info != desired.node_info)
+}
+
+/// `existing` with the fields vcsync sets replaced by `desired`'s.
+pub fn merged_status(existing: Option<&NodeStatus>, desired: &NodeStatus) -> NodeStatus {
+    let mut out = existing.cloned().unwrap_or_default();
+    out.conditions = desired.conditions.clone();
+    out.capacity = desired.capacity.clone();
+    out.allocatable = desired.allocatable.clone();
+    out.addresses = desired.addresses.clone();
+    if desired.node_info.is_some() {
+        out.node_info = desired.node_info.clone();
+    }
+    out
+}
+
+/// A new virtual node.
+pub fn new_virtual_node(name: &str, labels: BTreeMap<String, String>, status: NodeStatus) -> Node {
+    Node {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            labels: Some(labels),
+            ..ObjectMeta::default()
+        },
+        spec: Some(NodeSpec::default()),
+        status: Some(status),
+    }
+}
+
+/// Why syncing one node failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeSyncError {
+    #[error("{action} virtual node {name}: {source}")]
+    Api {
+        action: &'static str,
+        name: String,
+        source: kube::Error,
+    },
+    #[error("virtual node {name} exists without {label}={tenant}: left untouched", label = markers::MANAGED_BY)]
+    Foreign { name: String, tenant: String },
+}
+
+impl NodeSyncError {
+    /// Refusals retrying soon cannot fix.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            NodeSyncError::Foreign { .. } => true,
+            NodeSyncError::Api { source, .. } => {
+                matches!(source, kube::Error::Api(s) if matches!(s.code, 400 | 403 | 422))
+            }
+        }
+    }
+}
+
+fn api_err(action: &'static str, name: &str) -> impl FnOnce(kube::Error) -> NodeSyncError {
+    let name = name.to_string();
+    move |source| NodeSyncError::Api {
+        action,
+        name,
+        source,
+    }
+}
+
+/// A host node as last read: `None` inside means unreadable (synthesize).
+struct HostRead {
+    at: Instant,
+    node: Option<Node>,
+}
+
+/// The node loop's state.
+struct NodeSync {
+    shared: Arc<Shared>,
+    host_pods: Store<Pod>,
+    virtual_nodes: Store<Node>,
+    host_nodes: HashMap<String, HostRead>,
+    forbidden_until: Option<Instant>,
+    retry_at: HashMap<String, Instant>,
+    /// Writes refused for good (403, 422, foreign nodes).
+    refused: u64,
+}
+
+fn write_params() -> PostParams {
+    PostParams {
+        field_manager: Some(markers::FIELD_MANAGER.into()),
+        ..Default::default()
+    }
+}
+
+impl NodeSync {
+    /// The host node `name` (`Some(None)`: unreadable, synthesize), or `None` when it could not
+    /// be read for a transient reason and nothing is known yet.
+    async fn host_node(&mut self, name: &str) -> Option<Option<Node>> {
+        let now = Instant::now();
+        if let Some(r) = self.host_nodes.get(name)
+            && now.duration_since(r.at) < HEARTBEAT
+        {
+            return Some(r.node.clone());
+        }
+        let node = if self.forbidden_until.is_some_and(|t| now < t) {
+            None
+        } else {
+            let api: Api<Node> = Api::all(self.shared.host.clone());
+            match api.get_opt(name).await {
+                Ok(n) => n.map(|mut n| {
+                    n.metadata.managed_fields = None;
+                    n
+                }),
+                Err(kube::Error::Api(s)) if s.code == 403 => {
+                    tracing::info!(
+                        node = name,
+                        "host nodes are not readable (403): virtual nodes are synthesized"
+                    );
+                    self.forbidden_until = Some(now + FORBIDDEN_RETRY);
+                    None
+                }
+                Err(e) => {
+                    tracing::info!(node = name, error = %e, "reading the host node failed");
+                    return self.host_nodes.get(name).map(|r| r.node.clone());
+                }
+            }
+        };
+        self.host_nodes.insert(
+            name.to_string(),
+            HostRead {
+                at: now,
+                node: node.clone(),
+            },
+        );
+        Some(node)
+    }
+
+    /// One pass: create or refresh every node in use, delete the managed ones no longer in use.
+    async fn reconcile_all(&mut self) {
+        let in_use = nodes_in_use(&self.host_pods.state());
+        self.host_nodes.retain(|n, _| in_use.contains_key(n));
+        self.retry_at.retain(|n, _| in_use.contains_key(n));
+        for (name, host_ip) in &in_use {
+            if self.retry_at.get(name).is_some_and(|t| Instant::now() < *t) {
+                continue;
+            }
+            let span = tracing::info_span!(
+                "reconcile",
+                controller = "node",
+                namespace = "",
+                name = name.as_str()
+            );
+            let result =
+                tracing::Instrument::instrument(self.reconcile(name, host_ip.as_deref()), span)
+                    .await;
+            self.settle(name, result);
+        }
+        let tenant = self.shared.cfg.tenant.clone();
+        let unused: Vec<Arc<Node>> = self
+            .virtual_nodes
+            .state()
+            .into_iter()
+            .filter(|n| is_managed(n, &tenant) && !in_use.contains_key(&n.name_any()))
+            .collect();
+        for node in unused {
+            let name = node.name_any();
+            let span = tracing::info_span!(
+                "reconcile",
+                controller = "node",
+                namespace = "",
+                name = name.as_str()
+            );
+            let result = tracing::Instrument::instrument(self.delete(&node), span).await;
+            self.settle(&name, result);
+        }
+    }
+
+    fn settle(&mut self, name: &str, result: Result<(), NodeSyncError>) {
+        let key = format!("node/{name}");
+        match result {
+            Ok(()) => {
+                self.retry_at.remove(name);
+                self.shared.backoff.reset(&key);
+            }
+            Err(e) if e.is_permanent() => {
+                self.refused += 1;
+                tracing::warn!(controller = "node", node = name, error = %e, refused_total = self.refused, "refused");
+                self.retry_at
+                    .insert(name.to_string(), Instant::now() + REFUSED_RETRY);
+            }
+            Err(e) => {
+                tracing::info!(controller = "node", node = name, error = %e, "retrying");
+                let wait = self.shared.backoff.next(&key);
+                self.retry_at
+                    .insert(name.to_string(), Instant::now() + wait);
+            }
+        }
+    }
+
+    async fn reconcile(&mut self, name: &str, host_ip: Option<&str>) -> Result<(), NodeSyncError> {
+        let Some(host) = self.host_node(name).await else {
+            // Nothing known about the host node yet; the next tick asks again.
+            return Ok(());
+        };
+        let tenant = self.shared.cfg.tenant.clone();
+        let api: Api<Node> = Api::all(self.shared.virt.clone());
+        let labels = desired_labels(&tenant, name, host.as_ref());
+        let mut current = self
+            .virtual_nodes
+            .get(&ObjectRef::new(name))
+            .map(|n| n.as_ref().clone());
+        if current.is_none() {
+            let status = desired_status(host.as_ref(), host_ip, None, Timestamp::now());
+            let node = new_virtual_node(name, labels.clone(), status);
+            match api.create(&write_params(), &node).await {
+                Ok(created) => {
+                    tracing::info!(node = name, "created virtual node");
+                    current = Some(created);
+                }
+                Err(kube::Error::Api(s)) if s.code == 409 => {
+                    current = api.get_opt(name).await.map_err(api_err("reading", name))?;
+                }
+                Err(e) => return Err(api_err("creating", name)(e)),
+            }
+        }
+        let Some(mut current) = current else {
+            // Deleted again right after the conflict: the next pass creates it.
+            return Ok(());
+        };
+        if !is_managed(&current, &tenant) {
+            return Err(NodeSyncError::Foreign {
+                name: name.to_string(),
+                tenant,
+            });
+        }
+        if let Some(patch) = label_patch(current.labels(), &labels) {
+            let pp = PatchParams {
+                field_manager: Some(markers::FIELD_MANAGER.into()),
+                ..Default::default()
+            };
+            current = api
+                .patch(name, &pp, &Patch::Merge(&patch))
+                .await
+                .map_err(api_err("labelling", name))?;
+        }
+        let status = desired_status(
+            host.as_ref(),
+            host_ip,
+            current.status.as_ref(),
+            Timestamp::now(),
+        );
+        if status_differs(current.status.as_ref(), &status) {
+            current.status = Some(merged_status(current.status.as_ref(), &status));
+            // Absent (not empty) managedFields leave the server's record as it is.
+            current.metadata.managed_fields = None;
+            api.replace_status(name, &write_params(), &current)
+                .await
+                .map_err(api_err("updating the status of", name))?;
+            tracing::debug!(node = name, "updated virtual node status");
+        }
+        Ok(())
+    }
+
+    async fn delete(&mut self, node: &Node) -> Result<(), NodeSyncError> {
+        let name = node.name_any();
+        let api: Api<Node> = Api::all(self.shared.virt.clone());
+        let dp = DeleteParams::default().preconditions(Preconditions {
+            uid: node.uid(),
+            resource_version: None,
+        });
+        match api.delete(&name, &dp).await {
+            Ok(_) => {
+                tracing::info!(
+                    node = name,
+                    "deleted virtual node: no tenant pod runs there"
+                );
+                Ok(())
+            }
+            // Gone already, or replaced by another node of that name (not ours to delete).
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+            Err(e) => Err(api_err("deleting", &name)(e)),
+        }
+    }
+}
 
 /// Run the node back-sync until `stop`.
-pub async fn run(_shared: Arc<Shared>, stop: Stop) {
-    stop.signal().await;
+pub async fn run(shared: Arc<Shared>, stop: Stop) {
+    let (host_pods, pstream) = cached_stream(shared.host_api::<Pod>(), shared.host_watch_config());
+    let (virtual_nodes, vstream) = cached_stream(
+        Api::<Node>::all(shared.virt.clone()),
+        watcher::Config::default().labels(&markers::tenant_selector(&shared.cfg.tenant)),
+    );
+    let log = |r: Result<(), watcher::Error>| {
+        if let Err(e) = r {
+            tracing::debug!(controller = "node", error = %e, "watch error");
+        }
+    };
+    let changes = futures::stream::select(
+        pstream.map(|r| r.map(|_| ())),
+        vstream.map(|r| r.map(|_| ())),
+    );
+    let mut changes = std::pin::pin!(changes);
+    let mut stopped = std::pin::pin!(stop.signal());
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sync = NodeSync {
+        shared,
+        host_pods,
+        virtual_nodes,
+        host_nodes: HashMap::new(),
+        forbidden_until: None,
+        retry_at: HashMap::new(),
+        refused: 0,
+    };
+    loop {
+        tokio::select! {
+            _ = &mut stopped => return,
+            item = changes.next() => {
+                let Some(item) = item else { return };
+                log(item);
+                // Take everything already there, so a burst is one pass.
+                while let Some(Some(item)) = changes.next().now_or_never() {
+                    log(item);
+                }
+            }
+            _ = tick.tick() => {}
+        }
+        // Never judge "no pod left" from a half-filled cache: that would delete every node.
+        let ready = |r: Option<Result<(), _>>| matches!(r, Some(Ok(())));
+        if !ready(sync.host_pods.wait_until_ready().now_or_never())
+            || !ready(sync.virtual_nodes.wait_until_ready().now_or_never())
+        {
+            continue;
+        }
+        tokio::select! {
+            _ = &mut stopped => return,
+            _ = sync.reconcile_all() => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{PodSpec, PodStatus};
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+    use rstest::rstest;
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn pod(name: &str, node: Option<&str>, ip: Option<&str>) -> Arc<Pod> {
+        Arc::new(Pod {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            spec: Some(PodSpec {
+                node_name: node.map(str::to_string),
+                ..Default::default()
+            }),
+            status: Some(PodStatus {
+                host_ip: ip.map(str::to_string),
+                ..Default::default()
+            }),
+        })
+    }
+
+    fn cond(type_: &str, status: &str, heartbeat: &str) -> NodeCondition {
+        NodeCondition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: Some(format!("{type_}Reason")),
+            message: Some("m".into()),
+            last_heartbeat_time: Some(Time(ts(heartbeat))),
+            last_transition_time: Some(Time(ts("2025-01-01T00:00:00Z"))),
+        }
+    }
+
+    fn host_node() -> Node {
+        let q = |s: &str| Quantity(s.into());
+        let resources = BTreeMap::from([
+            ("cpu".to_string(), q("4")),
+            ("memory".to_string(), q("16Gi")),
+        ]);
+        Node {
+            metadata: ObjectMeta {
+                name: Some("n1".into()),
+                uid: Some("host-uid".into()),
+                labels: Some(
+                    [
+                        ("kubernetes.io/hostname", "n1"),
+                        ("kubernetes.io/os", "linux"),
+                        ("kubernetes.io/arch", "amd64"),
+                        ("beta.kubernetes.io/arch", "amd64"),
+                        ("topology.kubernetes.io/zone", "z1"),
+                        ("node-role.kubernetes.io/control-plane", ""),
+                        ("cloud.example.com/account", "secret"),
+                    ]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                ),
+                ..Default::default()
+            },
+            spec: None,
+            status: Some(NodeStatus {
+                capacity: Some(resources.clone()),
+                allocatable: Some(resources),
+                conditions: Some(vec![
+                    cond("MemoryPressure", "False", "2025-01-01T00:10:00Z"),
+                    cond("Ready", "True", "2025-01-01T00:10:00Z"),
+                ]),
+                addresses: Some(vec![
+                    NodeAddress {
+                        type_: "InternalIP".into(),
+                        address: "10.0.0.1".into(),
+                    },
+                    NodeAddress {
+                        type_: "ExternalIP".into(),
+                        address: "1.2.3.4".into(),
+                    },
+                    NodeAddress {
+                        type_: "Hostname".into(),
+                        address: "n1".into(),
+                    },
+                ]),
+                node_info: Some(NodeSystemInfo {
+                    kubelet_version: "v1.32.3".into(),
+                    machine_id: "m".into(),
+                    system_uuid: "s".into(),
+                    boot_id: "b".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn nodes_in_use_come_from_bound_pods() {
+        let pods = vec![
+            pod("b", Some("n1"), Some("10.0.0.2")),
+            pod("a", Some("n1"), None),
+            pod("c", Some("n2"), Some("10.0.0.3")),
+            pod("pending", None, None),
+            pod("empty", Some(""), None),
+        ];
+        let got = nodes_in_use(&pods);
+        assert_eq!(
+            got,
+            BTreeMap::from([
+                ("n1".to_string(), Some("10.0.0.2".to_string())),
+                ("n2".to_string(), Some("10.0.0.3".to_string())),
+            ])
+        );
+        assert!(nodes_in_use(&[]).is_empty());
+    }
+
+    #[test]
+    fn only_allowlisted_labels_are_copied() {
+        let labels = desired_labels("acme", "n1", Some(&host_node()));
+        let keys: Vec<&str> = labels.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "kubernetes.io/arch",
+                "kubernetes.io/hostname",
+                "kubernetes.io/os",
+                "topology.kubernetes.io/zone",
+                markers::MANAGED_BY
+            ]
+        );
+        assert_eq!(labels[markers::MANAGED_BY], "acme");
+        let synthesized = desired_labels("acme", "n9", None);
+        assert_eq!(
+            synthesized,
+            BTreeMap::from([
+                ("kubernetes.io/hostname".to_string(), "n9".to_string()),
+                (markers::MANAGED_BY.to_string(), "acme".to_string()),
+            ])
+        );
+    }
+
+    #[rstest]
+    #[case::same(&[("kubernetes.io/os", "linux")], &[("kubernetes.io/os", "linux")], None)]
+    #[case::foreign_keys_kept(&[("kubernetes.io/os", "linux"), ("team", "a")], &[("kubernetes.io/os", "linux")], None)]
+    #[case::changed(&[("kubernetes.io/os", "linux")], &[("kubernetes.io/os", "windows")], Some(json!({"metadata": {"labels": {"kubernetes.io/os": "windows"}}})))]
+    #[case::removed(&[("topology.kubernetes.io/zone", "z1")], &[], Some(json!({"metadata": {"labels": {"topology.kubernetes.io/zone": null}}})))]
+    #[case::marker_added(&[], &[(markers::MANAGED_BY, "acme")], Some(json!({"metadata": {"labels": {markers::MANAGED_BY: "acme"}}})))]
+    fn label_patches_touch_owned_keys_only(
+        #[case] have: &[(&str, &str)],
+        #[case] want: &[(&str, &str)],
+        #[case] patch: Option<Value>,
+    ) {
+        let m = |kv: &[(&str, &str)]| {
+            kv.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        assert_eq!(label_patch(&m(have), &m(want)), patch);
+    }
+
+    #[test]
+    fn status_mirrors_the_host_node() {
+        let now = ts("2025-01-01T00:20:00.700Z");
+        let s = desired_status(Some(&host_node()), Some("10.9.9.9"), None, now);
+        let conds = s.conditions.as_ref().unwrap();
+        assert_eq!(conds.len(), 2);
+        assert_eq!(conds[1].type_, "Ready");
+        assert_eq!(conds[1].status, "True");
+        // The host's transition time, our own heartbeat (whole seconds).
+        assert_eq!(
+            conds[1].last_transition_time,
+            Some(Time(ts("2025-01-01T00:00:00Z")))
+        );
+        assert_eq!(
+            conds[1].last_heartbeat_time,
+            Some(Time(ts("2025-01-01T00:20:00Z")))
+        );
+        assert_eq!(s.capacity.as_ref().unwrap()["cpu"].0, "4");
+        assert_eq!(s.allocatable.as_ref().unwrap()["memory"].0, "16Gi");
+        let addrs: Vec<&str> = s
+            .addresses
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|a| a.type_.as_str())
+            .collect();
+        assert_eq!(addrs, ["InternalIP", "Hostname"]);
+        let info = s.node_info.unwrap();
+        assert_eq!(info.kubelet_version, "v1.32.3");
+        assert!(
+            info.machine_id.is_empty() && info.system_uuid.is_empty() && info.boot_id.is_empty()
+        );
+    }
+
+    #[test]
+    fn an_unreadable_host_node_is_synthesized_ready() {
+        let now = ts("2025-01-01T00:20:00Z");
+        let s = desired_status(None, Some("10.0.0.2"), None, now);
+        let conds = s.conditions.unwrap();
+        assert_eq!(conds.len(), 1);
+        assert_eq!(conds[0].type_, "Ready");
+        assert_eq!(conds[0].status, "True");
+        assert_eq!(conds[0].reason.as_deref(), Some(ASSUMED_READY_REASON));
+        assert_eq!(conds[0].last_transition_time, Some(Time(now)));
+        assert_eq!(
+            s.addresses,
+            Some(vec![NodeAddress {
+                type_: "InternalIP".into(),
+                address: "10.0.0.2".into()
+            }])
+        );
+        assert!(s.capacity.is_none() && s.allocatable.is_none() && s.node_info.is_none());
+        assert!(desired_status(None, None, None, now).addresses.is_none());
+    }
+
+    #[rstest]
+    #[case::fresh_heartbeat("2025-01-01T00:20:29Z", false)]
+    #[case::heartbeat_due("2025-01-01T00:20:30Z", true)]
+    #[case::clock_behind("2025-01-01T00:19:00Z", true)]
+    fn heartbeats_are_written_at_most_every_30s(#[case] now: &str, #[case] write: bool) {
+        let written = desired_status(Some(&host_node()), None, None, ts("2025-01-01T00:20:00Z"));
+        // What the API server answers: our fields plus its defaults.
+        let mut existing = written.clone();
+        existing.daemon_endpoints = Some(Default::default());
+        let again = desired_status(Some(&host_node()), None, Some(&existing), ts(now));
+        assert_eq!(status_differs(Some(&existing), &again), write);
+        if write {
+            let hb = &again.conditions.as_ref().unwrap()[1].last_heartbeat_time;
+            assert_eq!(hb, &Some(Time(ts(now))));
+        }
+    }
+
+    #[test]
+    fn a_condition_change_is_written_at_once_and_synthesized_nodes_stay_stable() {
+        let t0 = ts("2025-01-01T00:20:00Z");
+        let written = desired_status(Some(&host_node()), None, None, t0);
+        let mut sick = host_node();
+        sick.status.as_mut().unwrap().conditions.as_mut().unwrap()[1].status = "False".into();
+        let later = ts("2025-01-01T00:20:05Z");
+        let s = desired_status(Some(&sick), None, Some(&written), later);
+        assert!(status_differs(Some(&written), &s));
+        assert_eq!(
+            s.conditions.as_ref().unwrap()[0].last_heartbeat_time,
+            Some(Time(later))
+        );
+
+        // A synthesized node keeps its transition time and writes nothing while fresh.
+        let synth = desired_status(None, Some("10.0.0.2"), None, t0);
+        let next = desired_status(None, Some("10.0.0.2"), Some(&synth), later);
+        assert!(!status_differs(Some(&synth), &next));
+        let due = desired_status(
+            None,
+            Some("10.0.0.2"),
+            Some(&synth),
+            ts("2025-01-01T00:21:00Z"),
+        );
+        assert!(status_differs(Some(&synth), &due));
+        assert_eq!(
+            due.conditions.unwrap()[0].last_transition_time,
+            Some(Time(t0))
+        );
+    }
+
+    #[test]
+    fn defaulted_node_info_does_not_count_as_a_difference() {
+        let synth = desired_status(None, Some("10.0.0.2"), None, ts("2025-01-01T00:20:00Z"));
+        let mut existing = synth.clone();
+        existing.node_info = Some(NodeSystemInfo::default());
+        existing.capacity = Some(BTreeMap::new());
+        assert!(!status_differs(Some(&existing), &synth));
+        let merged = merged_status(Some(&existing), &synth);
+        assert_eq!(merged.node_info, Some(NodeSystemInfo::default()));
+        assert!(!status_differs(Some(&merged), &synth));
+        assert!(status_differs(None, &synth));
+    }
+
+    #[test]
+    fn new_nodes_carry_the_marker_and_only_marked_nodes_are_ours() {
+        let n = new_virtual_node(
+            "n1",
+            desired_labels("acme", "n1", Some(&host_node())),
+            NodeStatus::default(),
+        );
+        assert!(is_managed(&n, "acme"));
+        assert!(!is_managed(&n, "other"));
+        assert!(n.metadata.uid.is_none());
+        assert!(!is_managed(&host_node(), "acme"));
+    }
 }

@@ -219,6 +219,18 @@ impl<F: std::future::Future> InstrumentSpan for F {
 
 async fn reconcile_inner(vp: &Pod, sync: &PodSync) -> Result<Action, SyncError> {
     let shared = &sync.shared;
+    // Decisions need the host caches: an empty one would make every host pod look missing.
+    let waiting = |what: &str| SyncError::Waiting {
+        what: what.to_string(),
+    };
+    sync.host_pods
+        .wait_until_ready()
+        .await
+        .map_err(|_| waiting("the host pod cache"))?;
+    sync.token_secrets
+        .wait_until_ready()
+        .await
+        .map_err(|_| waiting("the token secret cache"))?;
     let ns = vp.namespace().unwrap_or_default();
     let vname = vp.name_any();
     let key = format!("{ns}/{vname}");

@@ -20,6 +20,8 @@ pub enum Fault {
 /// Fail the next `count` requests matching `verb` and `resource` (`None` = any).
 #[derive(Debug, Clone)]
 pub struct FaultRule {
+    /// Only requests of this user (see [`super::ServerConfig::users`]); `None` = anyone.
+    pub user: Option<String>,
     pub verb: Option<String>,
     pub resource: Option<String>,
     pub remaining: u32,
@@ -29,6 +31,7 @@ pub struct FaultRule {
 impl FaultRule {
     pub fn new(verb: Option<&str>, resource: Option<&str>, count: u32, fault: Fault) -> Self {
         FaultRule {
+            user: None,
             verb: verb.map(str::to_string),
             resource: resource.map(str::to_string),
             remaining: count,
@@ -41,6 +44,8 @@ impl FaultRule {
 /// `delete`, `deletecollection`), resource (plural, with `/subresource`) and status code.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RequestCount {
+    /// Who asked (`admin`, `limited`, or a name from [`super::ServerConfig::users`]).
+    pub user: String,
     pub verb: String,
     pub resource: String,
     pub code: u16,
@@ -56,9 +61,10 @@ pub struct Faults {
 
 impl Faults {
     /// Take the first matching rule, decrementing it.
-    pub fn take(&mut self, verb: &str, resource: &str) -> Option<Fault> {
+    pub fn take(&mut self, user: &str, verb: &str, resource: &str) -> Option<Fault> {
         let idx = self.rules.iter().position(|r| {
             r.remaining > 0
+                && r.user.as_deref().is_none_or(|u| u == user)
                 && r.verb.as_deref().is_none_or(|v| v == verb)
                 && r.resource.as_deref().is_none_or(|res| res == resource)
         })?;
@@ -71,10 +77,11 @@ impl Faults {
         Some(fault)
     }
 
-    pub fn count(&mut self, verb: &str, resource: &str, code: u16) {
+    pub fn count(&mut self, user: &str, verb: &str, resource: &str, code: u16) {
         *self
             .counts
             .entry(RequestCount {
+                user: user.to_string(),
                 verb: verb.to_string(),
                 resource: resource.to_string(),
                 code,

@@ -74,7 +74,8 @@ fn resource_not_found() -> ApiError {
 /// Who is calling.
 #[derive(Debug, Clone)]
 pub enum Caller {
-    Admin,
+    /// Full access; the name is `admin` or one of [`super::ServerConfig::users`].
+    Admin(String),
     /// Limited to one namespace.
     Namespaced(String),
 }
@@ -244,7 +245,9 @@ pub async fn handle(shared: Arc<Shared>, req: Request<hyper::body::Incoming>) ->
     // Non-resource paths.
     if let Some(resp) = discovery::handle(&path, &parts.headers, &caller) {
         let code = resp.status().as_u16();
-        shared.faults().count("get", "discovery", code);
+        shared
+            .faults()
+            .count(caller.user(), "get", "discovery", code);
         return resp;
     }
 
@@ -263,12 +266,14 @@ pub async fn handle(shared: Arc<Shared>, req: Request<hyper::body::Incoming>) ->
         && target.namespace.as_deref() != Some(allowed.as_str())
     {
         let e = forbidden_for(&target, verb, allowed);
-        shared.faults().count(verb, &counter_resource, 403);
+        shared
+            .faults()
+            .count(caller.user(), verb, &counter_resource, 403);
         return error_response(&e);
     }
 
     // Injected faults.
-    let fault = shared.faults().take(verb, &counter_resource);
+    let fault = shared.faults().take(caller.user(), verb, &counter_resource);
     if let Some(f) = fault {
         let e = match f {
             Fault::TooManyRequests { retry_after_secs } => {
@@ -295,14 +300,18 @@ pub async fn handle(shared: Arc<Shared>, req: Request<hyper::body::Incoming>) ->
                 target.name.as_deref().unwrap_or(""),
             ),
         };
-        shared.faults().count(verb, &counter_resource, e.code);
+        shared
+            .faults()
+            .count(caller.user(), verb, &counter_resource, e.code);
         return error_response(&e);
     }
 
     let repr = match negotiate(parts.headers.get("accept").and_then(|v| v.to_str().ok())) {
         Ok(r) => r,
         Err(e) => {
-            shared.faults().count(verb, &counter_resource, e.code);
+            shared
+                .faults()
+                .count(caller.user(), verb, &counter_resource, e.code);
             return error_response(&e);
         }
     };
@@ -333,17 +342,33 @@ pub async fn handle(shared: Arc<Shared>, req: Request<hyper::body::Incoming>) ->
         body,
     };
     let resp = dispatch(r, verb).await;
-    shared
-        .faults()
-        .count(verb, &counter_resource, resp.status().as_u16());
+    shared.faults().count(
+        caller.user(),
+        verb,
+        &counter_resource,
+        resp.status().as_u16(),
+    );
     resp
+}
+
+impl Caller {
+    /// The user name requests are counted under.
+    pub fn user(&self) -> &str {
+        match self {
+            Caller::Admin(u) => u,
+            Caller::Namespaced(_) => "limited",
+        }
+    }
 }
 
 fn authenticate(shared: &Shared, headers: &hyper::HeaderMap) -> Option<Caller> {
     let auth = headers.get("authorization")?.to_str().ok()?;
     let token = auth.strip_prefix("Bearer ")?.trim();
     if token == shared.admin_token {
-        return Some(Caller::Admin);
+        return Some(Caller::Admin("admin".into()));
+    }
+    if let Some((_, user)) = shared.config.users.iter().find(|(t, _)| t == token) {
+        return Some(Caller::Admin(user.clone()));
     }
     match &shared.config.namespaced_token {
         Some((t, ns)) if t == token => Some(Caller::Namespaced(ns.clone())),

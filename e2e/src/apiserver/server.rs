@@ -28,6 +28,9 @@ pub struct ServerConfig {
     pub history_window: usize,
     /// A second bearer token limited to one namespace: `(token, namespace)`.
     pub namespaced_token: Option<(String, String)>,
+    /// More full-access identities as `(token, user name)`, counted separately so a test can
+    /// tell the product's requests from its own (e.g. `vcsync` vs the kubelet simulator).
+    pub users: Vec<(String, String)>,
     /// Run the controller-manager loops (namespace lifecycle, GC, default SA, ...).
     pub controllers: bool,
     /// How often the controller loops resync (they also react to every change).
@@ -42,6 +45,7 @@ impl Default for ServerConfig {
             node_port_range: (30000, 32767),
             history_window: 5000,
             namespaced_token: None,
+            users: Vec::new(),
             controllers: true,
             controller_interval: Duration::from_millis(200),
         }
@@ -361,6 +365,47 @@ impl TestApiServer {
             .filter(|(k, _)| k.verb == verb && resource.is_none_or(|r| k.resource == r))
             .map(|(_, v)| v)
             .sum()
+    }
+
+    /// Number of write requests by `user`, any outcome.
+    pub fn write_count_by(&self, user: &str) -> u64 {
+        self.shared
+            .faults()
+            .counts
+            .iter()
+            .filter(|(k, _)| k.user == user && is_write(&k.verb))
+            .map(|(_, v)| v)
+            .sum()
+    }
+
+    /// Every request of `user`, as `verb resource code` strings (for assertion messages).
+    pub fn requests_by(&self, user: &str) -> Vec<String> {
+        self.shared
+            .faults()
+            .counts
+            .iter()
+            .filter(|(k, _)| k.user == user)
+            .map(|(k, v)| format!("{} {} {} x{v}", k.verb, k.resource, k.code))
+            .collect()
+    }
+
+    /// Total requests so far (all users), to wait for quiet.
+    pub fn total_requests(&self) -> u64 {
+        self.shared.faults().counts.values().sum()
+    }
+
+    /// Fail the next `count` requests of `user` matching `verb`/`resource`.
+    pub fn inject_for(
+        &self,
+        user: &str,
+        verb: Option<&str>,
+        resource: Option<&str>,
+        count: u32,
+        fault: Fault,
+    ) {
+        let mut rule = FaultRule::new(verb, resource, count, fault);
+        rule.user = Some(user.to_string());
+        self.shared.faults().rules.push(rule);
     }
 
     /// Number of write requests (create/update/patch/delete/deletecollection), any outcome.
