@@ -296,6 +296,11 @@ pub fn update_patch(existing: &Event, desired: &Event) -> Option<serde_json::Val
     })
 }
 
+/// Whether a virtual event is a copy vcsync wrote for `tenant` (only those are ever updated).
+pub fn is_ours(ev: &Event, tenant: &str) -> bool {
+    ev.labels().get(markers::MANAGED_BY).map(String::as_str) == Some(tenant)
+}
+
 /// Why copying one event failed.
 #[derive(Debug, thiserror::Error)]
 pub enum EventSyncError {
@@ -506,6 +511,18 @@ async fn reconcile_inner(ev: &Event, sync: &EventSync) -> Result<Action, EventSy
             Err(source) => return Err(EventSyncError::Create { key, source }),
         },
     };
+    if let Some(existing) = &existing
+        && !is_ours(existing, &shared.cfg.tenant)
+    {
+        // The tenant made an event of that name: never overwrite it.
+        let n = sync.refused.fetch_add(1, Ordering::Relaxed) + 1;
+        tracing::warn!(
+            key,
+            refused_total = n,
+            "a virtual event of that name exists without vcsync's label: not copied"
+        );
+        return Ok(Action::await_change());
+    }
     if let Some(existing) = existing
         && let Some(patch) = update_patch(&existing, &desired)
     {
@@ -761,6 +778,14 @@ mod tests {
         assert_eq!(patch["lastTimestamp"], "2025-01-01T00:05:00Z");
         // An older view of the host event never moves the copy back.
         assert_eq!(update_patch(&want, &v), None);
+    }
+
+    #[test]
+    fn only_labelled_virtual_events_are_ours() {
+        let v = virtual_event("acme", HOST_NS, &host_event("e.1", "m"), &target());
+        assert!(is_ours(&v, "acme"));
+        assert!(!is_ours(&v, "other"));
+        assert!(!is_ours(&host_event("e.1", "m"), "acme"));
     }
 
     #[test]

@@ -1,0 +1,315 @@
+//! `sandbox`: the main job on an embedded default. Starts a host and a virtual test API server,
+//! the kubelet simulator on the host and vcsync between them; writes `host.kubeconfig` and
+//! `virtual.kubeconfig`; creates a sample workload in the virtual cluster; prints what the
+//! host side made of it, and keeps running (re-printing on change) until ctrl-c.
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::{Api, ListParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use vcsync::markers;
+use vcsync_e2e::apiserver::{ServerConfig, TestApiServer};
+use vcsync_e2e::kubelet::{Kubelet, KubeletConfig};
+
+#[derive(Debug, Parser)]
+#[command(about = "Run vcsync between two in-process test API servers with a sample workload")]
+struct Args {
+    /// Tenant name.
+    #[arg(long, default_value = "demo")]
+    tenant: String,
+    /// Host namespace of the tenant.
+    #[arg(long, default_value = "tenant-demo")]
+    host_namespace: String,
+    /// Where to write host.kubeconfig and virtual.kubeconfig.
+    #[arg(long, default_value = ".")]
+    dir: PathBuf,
+    /// Host API port (0: any free port).
+    #[arg(long, default_value_t = 0)]
+    host_port: u16,
+    /// Virtual API port (0: any free port).
+    #[arg(long, default_value_t = 0)]
+    virtual_port: u16,
+    /// Exit after printing the table once (for scripts and tests).
+    #[arg(long)]
+    once: bool,
+}
+
+fn obj<T: DeserializeOwned>(v: serde_json::Value) -> anyhow::Result<T> {
+    Ok(serde_json::from_value(v)?)
+}
+
+async fn create<K>(api: &Api<K>, v: serde_json::Value) -> anyhow::Result<()>
+where
+    K: kube::Resource + Clone + DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    match api.create(&PostParams::default(), &obj::<K>(v)?).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    rustls::crypto::ring::default_provider()
+        .install_default()
+        .map_err(|_| anyhow::anyhow!("a rustls crypto provider was already installed"))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,vcsync=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+
+    let host = TestApiServer::start(ServerConfig {
+        port: args.host_port,
+        ..ServerConfig::default()
+    })
+    .await?;
+    let virt = TestApiServer::start(ServerConfig {
+        port: args.virtual_port,
+        ..ServerConfig::default()
+    })
+    .await?;
+    std::fs::create_dir_all(&args.dir)?;
+    let host_kc = args.dir.join("host.kubeconfig");
+    let virtual_kc = args.dir.join("virtual.kubeconfig");
+    host.write_kubeconfig(&host_kc)?;
+    virt.write_kubeconfig(&virtual_kc)?;
+    let (hc, vc) = (host.client(), virt.client());
+
+    // What the platform creates in the host namespace (see manifests/).
+    let ns = &args.host_namespace;
+    create(
+        &Api::<Namespace>::all(hc.clone()),
+        json!({"metadata": {"name": ns}}),
+    )
+    .await?;
+    create(
+        &Api::<ServiceAccount>::namespaced(hc.clone(), ns),
+        json!({"metadata": {"name": "vcsync-workload"}, "automountServiceAccountToken": false}),
+    )
+    .await?;
+    create(
+        &Api::<Service>::namespaced(hc.clone(), ns),
+        json!({"metadata": {"name": "vcsync-api"}, "spec": {"selector": {"app": "vcsync"}, "ports": [{"name": "https", "port": 443, "targetPort": 6443}]}}),
+    )
+    .await?;
+    let kubelet = Kubelet::start(hc.clone(), KubeletConfig::default().namespace(ns.clone()))?;
+
+    // vcsync between them.
+    let engine_cfg = vcsync::sync::EngineConfig {
+        tenant: args.tenant.clone(),
+        host_namespace: ns.clone(),
+        workload_service_account: "vcsync-workload".into(),
+        concurrency: 8,
+        api_service: "vcsync-api".into(),
+        dns_service: ("kube-system".into(), "kube-dns".into()),
+        cluster_domain: "cluster.local".into(),
+    };
+    let shared = Arc::new(vcsync::sync::Shared::new(
+        engine_cfg,
+        hc.clone(),
+        vc.clone(),
+    ));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let engine = tokio::spawn(vcsync::sync::run(shared, async move {
+        let _ = stop_rx.await;
+    }));
+
+    sample_workload(&vc).await?;
+
+    println!(
+        "host API:    {}  (kubectl --kubeconfig {})",
+        host.url(),
+        host_kc.display()
+    );
+    println!(
+        "virtual API: {}  (kubectl --kubeconfig {})",
+        virt.url(),
+        virtual_kc.display()
+    );
+    println!("tenant {} syncs into host namespace {}\n", args.tenant, ns);
+
+    let mut last = String::new();
+    let mut ticker = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                let done = args.once && settled(&vc).await;
+                let table = table(&vc, &hc, ns, &args.tenant).await.unwrap_or_else(|e| format!("(listing failed: {e})\n"));
+                if table != last && (!args.once || done) {
+                    println!("{table}");
+                    last = table;
+                }
+                if done {
+                    break;
+                }
+            }
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    println!("stopping");
+    let _ = stop_tx.send(());
+    let _ = engine.await;
+    kubelet.stop().await?;
+    drop((host, virt));
+    Ok(())
+}
+
+/// A Deployment-less pod, a configmap it reads, a service, an ingress, and the tenant DNS
+/// service ClusterFirst pods are pointed at.
+async fn sample_workload(vc: &Client) -> anyhow::Result<()> {
+    create(&Api::<Service>::namespaced(vc.clone(), "kube-system"), json!({"metadata": {"name": "kube-dns"}, "spec": {"selector": {"k8s-app": "kube-dns"}, "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}]}})).await?;
+    create(
+        &Api::<Namespace>::all(vc.clone()),
+        json!({"metadata": {"name": "shop"}}),
+    )
+    .await?;
+    // Pods need the namespace's default ServiceAccount (made by the controllers).
+    let sas: Api<ServiceAccount> = Api::namespaced(vc.clone(), "shop");
+    for _ in 0..200 {
+        if sas.get_opt("default").await?.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    create(&Api::<ConfigMap>::namespaced(vc.clone(), "shop"), json!({"metadata": {"name": "web-config"}, "data": {"GREETING": "hello from the virtual cluster"}})).await?;
+    create(
+        &Api::<Pod>::namespaced(vc.clone(), "shop"),
+        json!({"metadata": {"name": "web", "labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": "nginx:1.27",
+            "ports": [{"containerPort": 80}], "envFrom": [{"configMapRef": {"name": "web-config"}}]}]}}),
+    )
+    .await?;
+    create(&Api::<Service>::namespaced(vc.clone(), "shop"), json!({"metadata": {"name": "web"}, "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}})).await?;
+    create(
+        &Api::<Ingress>::namespaced(vc.clone(), "shop"),
+        json!({"metadata": {"name": "web"}, "spec": {"rules": [{"host": "shop.demo.example.com", "http": {"paths": [{"path": "/", "pathType": "Prefix",
+            "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}}),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Whether the sample pod is Running in the virtual API.
+async fn settled(vc: &Client) -> bool {
+    let pods: Api<Pod> = Api::namespaced(vc.clone(), "shop");
+    matches!(pods.get_opt("web").await, Ok(Some(p)) if p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+}
+
+/// Virtual objects and their host counterparts, found by the markers on the host side.
+async fn table(vc: &Client, hc: &Client, ns: &str, tenant: &str) -> anyhow::Result<String> {
+    let sel = ListParams::default().labels(&markers::tenant_selector(tenant));
+    let mut host: BTreeMap<(String, String, String), (String, String)> = BTreeMap::new();
+    macro_rules! collect_host {
+        ($t:ty, $status:expr) => {
+            for o in Api::<$t>::namespaced(hc.clone(), ns)
+                .list(&sel)
+                .await?
+                .items
+            {
+                if let Some((kind, vns, vname, _)) = markers::source_of(&o.metadata, tenant) {
+                    if kind == stringify!($t) {
+                        host.insert(
+                            (kind.to_string(), vns.to_string(), vname.to_string()),
+                            (o.name_any(), $status(&o)),
+                        );
+                    }
+                }
+            }
+        };
+    }
+    let pod_phase = |p: &Pod| {
+        p.status
+            .as_ref()
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_default()
+    };
+    let svc_ip = |s: &Service| {
+        s.spec
+            .as_ref()
+            .and_then(|s| s.cluster_ip.clone())
+            .unwrap_or_default()
+    };
+    collect_host!(Pod, pod_phase);
+    collect_host!(Service, svc_ip);
+    collect_host!(ConfigMap, |_: &ConfigMap| String::new());
+    collect_host!(Secret, |_: &Secret| String::new());
+    collect_host!(Ingress, |_: &Ingress| String::new());
+
+    let mut rows = vec![(
+        "KIND".to_string(),
+        "VIRTUAL".to_string(),
+        "VIRTUAL STATUS".to_string(),
+        "HOST NAME".to_string(),
+        "HOST STATUS".to_string(),
+    )];
+    let mut row = |kind: &str, o_ns: String, name: String, status: String| {
+        let (hname, hstatus) = host
+            .get(&(kind.to_string(), o_ns.clone(), name.clone()))
+            .cloned()
+            .unwrap_or_else(|| ("-".into(), String::new()));
+        rows.push((
+            kind.to_string(),
+            format!("{o_ns}/{name}"),
+            status,
+            hname,
+            hstatus,
+        ));
+    };
+    let lp = ListParams::default();
+    for p in Api::<Pod>::all(vc.clone()).list(&lp).await?.items {
+        row(
+            "Pod",
+            p.namespace().unwrap_or_default(),
+            p.name_any(),
+            pod_phase(&p),
+        );
+    }
+    for s in Api::<Service>::all(vc.clone()).list(&lp).await?.items {
+        row(
+            "Service",
+            s.namespace().unwrap_or_default(),
+            s.name_any(),
+            svc_ip(&s),
+        );
+    }
+    for c in Api::<ConfigMap>::all(vc.clone()).list(&lp).await?.items {
+        let (cns, cname) = (c.namespace().unwrap_or_default(), c.name_any());
+        // Only referenced configmaps are synced; list the ones that were.
+        if host.contains_key(&("ConfigMap".to_string(), cns.clone(), cname.clone())) {
+            row("ConfigMap", cns, cname, String::new());
+        }
+    }
+    for i in Api::<Ingress>::all(vc.clone()).list(&lp).await?.items {
+        row(
+            "Ingress",
+            i.namespace().unwrap_or_default(),
+            i.name_any(),
+            String::new(),
+        );
+    }
+    let w = |f: fn(&(String, String, String, String, String)) -> &String| {
+        rows.iter().map(|r| f(r).len()).max().unwrap_or(0)
+    };
+    let (w0, w1, w2, w3) = (w(|r| &r.0), w(|r| &r.1), w(|r| &r.2), w(|r| &r.3));
+    let mut out = String::new();
+    for r in &rows {
+        out.push_str(&format!(
+            "{:w0$}  {:w1$}  {:w2$}  {:w3$}  {}\n",
+            r.0, r.1, r.2, r.3, r.4
+        ));
+    }
+    Ok(out)
+}

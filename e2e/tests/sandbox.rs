@@ -1,0 +1,38 @@
+//! The README's main command works: the sandbox starts, syncs its sample workload and prints
+//! the table of virtual objects and their host counterparts.
+
+use std::process::Command;
+
+#[test]
+fn sandbox_syncs_the_sample_workload() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = Command::new(env!("CARGO_BIN_EXE_sandbox"))
+        .args(["--once", "--dir"])
+        .arg(dir.path())
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("sandbox runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "sandbox failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pod_row = stdout
+        .lines()
+        .find(|l| l.starts_with("Pod ") && l.contains("shop/web"))
+        .unwrap_or_else(|| panic!("no pod row in:\n{stdout}"));
+    assert!(
+        pod_row.contains("Running") && pod_row.contains("web-shop-demo-3-4"),
+        "{pod_row}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("ConfigMap") && l.contains("web-config-shop-demo-10-4")),
+        "{stdout}"
+    );
+    for kc in ["host.kubeconfig", "virtual.kubeconfig"] {
+        assert!(dir.path().join(kc).exists(), "{kc} written");
+    }
+}
