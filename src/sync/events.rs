@@ -426,7 +426,9 @@ pub async fn run(shared: Arc<Shared>, stop: Stop) {
     tokio::select! {
         _ = drain("event", controller) => {}
         _ = virtual_cache => {}
+        _ = stop.signal() => { eprintln!("EVENTS STOP SEEN"); }
     }
+    eprintln!("EVENTS RUN DONE");
 }
 
 fn error_policy(ev: Arc<Event>, err: &EventSyncError, sync: Arc<EventSync>) -> Action {
