@@ -17,6 +17,9 @@
 //! cache is filled, an event whose copy already has the same (or a higher) count is skipped, and
 //! a growing count patches `count`, `lastTimestamp`, `series` and `message`. A restart in sync
 //! therefore writes nothing, and a duplicate can never be created (a racing create gets 409).
+//! A virtual event of that name without the label (made by the tenant) is never overwritten.
+//! An event that arrives before its host object is cached waits: the object's arrival in the
+//! cache wakes the events about it.
 //!
 //! **Age.** Events whose last occurrence is older than [`MAX_EVENT_AGE`] (the API server's
 //! default event TTL) are not copied. Younger events that happened while vcsync was down are
@@ -426,9 +429,7 @@ pub async fn run(shared: Arc<Shared>, stop: Stop) {
     tokio::select! {
         _ = drain("event", controller) => {}
         _ = virtual_cache => {}
-        _ = stop.signal() => { eprintln!("EVENTS STOP SEEN"); }
     }
-    eprintln!("EVENTS RUN DONE");
 }
 
 fn error_policy(ev: Arc<Event>, err: &EventSyncError, sync: Arc<EventSync>) -> Action {
