@@ -50,7 +50,20 @@ pub struct Harness {
 impl Harness {
     /// Start the environment (without the engine: call [`Harness::start_engine`]).
     pub async fn new(tenant: &str) -> Harness {
+        Self::with_virtual_config(tenant, ServerConfig::default()).await
+    }
+
+    /// Like [`Harness::new`], with settings for the virtual test API server (e.g. another
+    /// service CIDR than the host's).
+    pub async fn with_virtual_config(tenant: &str, virtual_config: ServerConfig) -> Harness {
         let _ = rustls::crypto::ring::default_provider().install_default();
+        // `RUST_LOG=vcsync=debug cargo test ...` shows the engine's logs.
+        if std::env::var_os("RUST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+                .with_test_writer()
+                .try_init();
+        }
         let (host, virt, engine_host, engine_virt, host_server, virtual_server) = match (
             std::env::var(HOST_KUBECONFIG_ENV),
             std::env::var(VIRTUAL_KUBECONFIG_ENV),
@@ -70,9 +83,12 @@ impl Harness {
                 let hs = TestApiServer::start(config())
                     .await
                     .expect("host test API server");
-                let vs = TestApiServer::start(config())
-                    .await
-                    .expect("virtual test API server");
+                let vs = TestApiServer::start(ServerConfig {
+                    users: config().users,
+                    ..virtual_config
+                })
+                .await
+                .expect("virtual test API server");
                 let eh = hs.client_for(ENGINE_TOKEN).expect("engine host client");
                 let ev = vs.client_for(ENGINE_TOKEN).expect("engine virtual client");
                 (hs.client(), vs.client(), eh, ev, Some(hs), Some(vs))

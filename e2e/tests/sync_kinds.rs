@@ -240,3 +240,50 @@ async fn ingresses_point_at_host_services_and_secrets() {
     );
     h.stop_engine().await;
 }
+
+#[tokio::test]
+async fn a_cluster_ip_the_host_refuses_is_replaced_by_the_hosts() {
+    let mut h = Harness::new("ipfix").await;
+    create_namespace(&h.virt, "shop").await;
+    // On the host, the IP is already taken by someone else's service.
+    let hs: Api<Service> = h.host_api();
+    hs.create(&PostParams::default(), &obj(json!({"metadata": {"name": "squatter"}, "spec": {"clusterIP": "10.96.0.100", "ports": [{"port": 1}]}})))
+        .await
+        .unwrap();
+    h.start_engine();
+    let vs: Api<Service> = h.virt_api("shop");
+    vs.create(
+        &PostParams::default(),
+        &obj(json!({"metadata": {"name": "web"}, "spec": {"clusterIP": "10.96.0.100", "selector": {"app": "web"}, "ports": [{"port": 80}]}})),
+    )
+    .await
+    .unwrap();
+    let host = host_obj(
+        &hs,
+        &vcsync::translate::host_name("ipfix", "shop", "web", NameRule::Dns1035Label),
+    )
+    .await;
+    let host_ip = host.spec.unwrap().cluster_ip.unwrap();
+    assert_ne!(host_ip, "10.96.0.100");
+    wait_for(
+        WAIT,
+        "the virtual service to carry the host's ClusterIP",
+        || {
+            let (vs, host_ip) = (vs.clone(), host_ip.clone());
+            async move { (vs.get("web").await.ok()?.spec?.cluster_ip? == host_ip).then_some(()) }
+        },
+    )
+    .await;
+    assert_eq!(
+        hs.get("squatter")
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .cluster_ip
+            .as_deref(),
+        Some("10.96.0.100"),
+        "the other service is untouched"
+    );
+    h.stop_engine().await;
+}

@@ -151,3 +151,62 @@ async fn host_pods_of_deleted_virtual_pods_are_collected_after_a_restart() {
     );
     h.stop_engine().await;
 }
+
+#[tokio::test]
+async fn service_account_tokens_are_refreshed() {
+    let mut h = Harness::new("tok").await;
+    create_namespace(&h.virt, "apps").await;
+    h.start_engine();
+    let vpods = h.virt_api::<Pod>("apps");
+    vpods
+        .create(&PostParams::default(), &mk_pod("apps", "p"))
+        .await
+        .unwrap();
+    let secrets = h.host_api::<Secret>();
+    let name = format!("{}-sa-token", h.host_name("apps", "p"));
+    let first = wait_for(WAIT, "the token secret", || {
+        let (secrets, name) = (secrets.clone(), name.clone());
+        async move { secrets.get_opt(&name).await.ok().flatten() }
+    })
+    .await;
+    let refresh_at: i64 =
+        first.metadata.annotations.as_ref().unwrap()["vcsync.io/token-refresh-at"]
+            .parse()
+            .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    // 80% of the 3607 s lifetime the ServiceAccount admission asks for.
+    assert!(
+        (now + 2800..=now + 2900).contains(&refresh_at),
+        "refresh at {refresh_at}, now {now}"
+    );
+    // Pretend the refresh time has come: vcsync mints a new token.
+    secrets
+        .patch(
+            &name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(
+                json!({"metadata": {"annotations": {"vcsync.io/token-refresh-at": "1"}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let old = first.data.unwrap()["token-0"].clone();
+    wait_for(WAIT, "a new token", || {
+        let (secrets, name, old) = (secrets.clone(), name.clone(), old.clone());
+        async move {
+            let s = secrets.get(&name).await.ok()?;
+            let refreshed = s
+                .metadata
+                .annotations
+                .as_ref()?
+                .get("vcsync.io/token-refresh-at")?
+                != "1";
+            (refreshed && s.data?.get("token-0")? != &old).then_some(())
+        }
+    })
+    .await;
+    h.stop_engine().await;
+}

@@ -404,20 +404,30 @@ async fn recreate_virtual_with_ip(
             });
         }
     }
-    virt.create(
-        &PostParams {
-            field_manager: Some(markers::FIELD_MANAGER.into()),
-            ..Default::default()
-        },
-        &copy,
-    )
-    .await
-    .map(|_| ())
-    .map_err(|source| SyncError::UpdateVirtualStatus {
-        kind: "Service",
-        key,
-        source,
-    })
+    let pp = PostParams {
+        field_manager: Some(markers::FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    match virt.create(&pp, &copy).await {
+        Ok(_) => Ok(()),
+        Err(source) => {
+            // The virtual API refused the host's IP: put the tenant's service back as it was
+            // rather than lose it, and report.
+            let mut original = copy.clone();
+            if let Some(spec) = original.spec.as_mut() {
+                spec.cluster_ip = v.spec.as_ref().and_then(|s| s.cluster_ip.clone());
+                spec.cluster_ips = v.spec.as_ref().and_then(|s| s.cluster_ips.clone());
+            }
+            if let Err(e) = virt.create(&pp, &original).await {
+                tracing::error!(key, error = %super::brief(&e), "restoring the virtual service failed");
+            }
+            Err(SyncError::UpdateVirtualStatus {
+                kind: "Service",
+                key,
+                source,
+            })
+        }
+    }
 }
 
 // ----- Endpoints (of selector-less services) -----

@@ -61,45 +61,45 @@ pub struct EngineConfig {
 /// Why a reconcile failed. Variants name the failed action and carry the object key.
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
-    #[error("creating host {kind} {name}: {source}")]
+    #[error("creating host {kind} {name}: {}", brief(source))]
     CreateHost {
         kind: &'static str,
         name: String,
         source: kube::Error,
     },
-    #[error("updating host {kind} {name}: {source}")]
+    #[error("updating host {kind} {name}: {}", brief(source))]
     UpdateHost {
         kind: &'static str,
         name: String,
         source: kube::Error,
     },
-    #[error("deleting host {kind} {name}: {source}")]
+    #[error("deleting host {kind} {name}: {}", brief(source))]
     DeleteHost {
         kind: &'static str,
         name: String,
         source: kube::Error,
     },
-    #[error("reading {what}: {source}")]
+    #[error("reading {what}: {}", brief(source))]
     Read { what: String, source: kube::Error },
-    #[error("updating virtual {kind} {key} status: {source}")]
+    #[error("updating virtual {kind} {key} status: {}", brief(source))]
     UpdateVirtualStatus {
         kind: &'static str,
         key: String,
         source: kube::Error,
     },
-    #[error("binding virtual pod {key} to node {node}: {source}")]
+    #[error("binding virtual pod {key} to node {node}: {}", brief(source))]
     BindVirtual {
         key: String,
         node: String,
         source: kube::Error,
     },
-    #[error("deleting virtual {kind} {key}: {source}")]
+    #[error("deleting virtual {kind} {key}: {}", brief(source))]
     DeleteVirtual {
         kind: &'static str,
         key: String,
         source: kube::Error,
     },
-    #[error("minting a service account token for pod {key}: {source}")]
+    #[error("minting a service account token for pod {key}: {}", brief(source))]
     MintToken { key: String, source: kube::Error },
     #[error("virtual {kind} {key} cannot be synced: {reasons}")]
     Untranslatable {
@@ -169,6 +169,15 @@ impl SyncError {
             SyncError::Foreign { .. } => "OwnershipConflict",
             _ => "SyncFailed",
         }
+    }
+}
+
+/// A one-line form of a client error: the API's own message for API errors (kube's `Display`
+/// of those embeds the whole `Status`).
+pub fn brief(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("{} {}: {}", s.code, s.reason, s.message),
+        other => other.to_string(),
     }
 }
 
@@ -305,7 +314,16 @@ impl Shared {
     }
 
     /// Record a Warning Event on a virtual object; failures to record are only logged.
-    pub async fn warn(&self, obj: &ObjectReference, reason: &str, note: String) {
+    pub async fn warn(&self, obj: &ObjectReference, reason: &str, mut note: String) {
+        // Event notes are limited to 1 KiB.
+        if note.len() > 1000 {
+            let mut cut = 1000;
+            while !note.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            note.truncate(cut);
+            note.push('…');
+        }
         let ev = Event {
             type_: EventType::Warning,
             reason: reason.into(),
