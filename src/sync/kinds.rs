@@ -335,32 +335,16 @@ impl SyncKind for Service {
         v: &Self,
         host: &Self,
     ) -> impl Future<Output = Result<(), SyncError>> + Send {
-        let virt: Api<Service> =
-            Api::namespaced(shared.virt.clone(), &v.namespace().unwrap_or_default());
         let want = host.status.as_ref().and_then(|s| s.load_balancer.clone());
         let have = v.status.as_ref().and_then(|s| s.load_balancer.clone());
-        let (name, key) = (v.name_any(), key_of(v));
-        async move {
-            let empty = |lb: &Option<k8s_openapi::api::core::v1::LoadBalancerStatus>| {
-                lb.as_ref()
-                    .is_none_or(|l| l.ingress.as_ref().is_none_or(Vec::is_empty))
-            };
-            if want == have || (empty(&want) && empty(&have)) {
-                return Ok(());
-            }
-            virt.patch_status(
-                &name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"status": {"loadBalancer": want}})),
-            )
-            .await
-            .map(|_| ())
-            .map_err(|source| SyncError::UpdateVirtualStatus {
-                kind: "Service",
-                key,
-                source,
-            })
-        }
+        let (ingress_empty, have_empty) = (
+            want.as_ref()
+                .is_none_or(|l| l.ingress.as_ref().is_none_or(Vec::is_empty)),
+            have.as_ref()
+                .is_none_or(|l| l.ingress.as_ref().is_none_or(Vec::is_empty)),
+        );
+        let unchanged = want == have || (ingress_empty && have_empty);
+        sync_load_balancer::<Self>(shared, v, (!unchanged).then(|| json!(want)))
     }
 }
 
@@ -488,33 +472,42 @@ impl SyncKind for Ingress {
         v: &Self,
         host: &Self,
     ) -> impl Future<Output = Result<(), SyncError>> + Send {
-        let virt: Api<Ingress> =
-            Api::namespaced(shared.virt.clone(), &v.namespace().unwrap_or_default());
         let want = host.status.as_ref().and_then(|s| s.load_balancer.clone());
         let have = v.status.as_ref().and_then(|s| s.load_balancer.clone());
-        let (name, key) = (v.name_any(), key_of(v));
-        async move {
-            let empty =
-                |lb: &Option<k8s_openapi::api::networking::v1::IngressLoadBalancerStatus>| {
-                    lb.as_ref()
-                        .is_none_or(|l| l.ingress.as_ref().is_none_or(Vec::is_empty))
-                };
-            if want == have || (empty(&want) && empty(&have)) {
-                return Ok(());
-            }
-            virt.patch_status(
-                &name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"status": {"loadBalancer": want}})),
-            )
-            .await
-            .map(|_| ())
-            .map_err(|source| SyncError::UpdateVirtualStatus {
-                kind: "Ingress",
-                key,
-                source,
-            })
-        }
+        let (ingress_empty, have_empty) = (
+            want.as_ref()
+                .is_none_or(|l| l.ingress.as_ref().is_none_or(Vec::is_empty)),
+            have.as_ref()
+                .is_none_or(|l| l.ingress.as_ref().is_none_or(Vec::is_empty)),
+        );
+        let unchanged = want == have || (ingress_empty && have_empty);
+        sync_load_balancer::<Self>(shared, v, (!unchanged).then(|| json!(want)))
+    }
+}
+
+/// Copy a host object's `status.loadBalancer` (`want`, `None` when already equal) up to its
+/// virtual object: services and ingresses alike.
+fn sync_load_balancer<K: SyncKind>(
+    shared: &Shared,
+    v: &K,
+    want: Option<serde_json::Value>,
+) -> impl Future<Output = Result<(), SyncError>> + Send + use<K> {
+    let virt: Api<K> = Api::namespaced(shared.virt.clone(), &v.namespace().unwrap_or_default());
+    let (name, key) = (v.name_any(), key_of(v));
+    async move {
+        let Some(want) = want else { return Ok(()) };
+        virt.patch_status(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"loadBalancer": want}})),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|source| SyncError::UpdateVirtualStatus {
+            kind: K::KIND,
+            key,
+            source,
+        })
     }
 }
 
