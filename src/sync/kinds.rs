@@ -16,6 +16,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{self, Action, Controller};
@@ -450,6 +451,66 @@ impl SyncKind for Endpoints {
     }
 }
 
+// ----- EndpointSlice (hand-made, of selector-less services) -----
+
+/// Controllers whose slices the host computes itself; only hand-made slices are synced.
+const CONTROLLER_MANAGED_SLICES: &[&str] = &[
+    "endpointslice-controller.k8s.io",
+    "endpointslicemirroring-controller.k8s.io",
+];
+
+impl SyncKind for EndpointSlice {
+    const KIND: &'static str = "EndpointSlice";
+    const RULE: NameRule = NameRule::Dns1123Subdomain;
+
+    fn translate(ctx: &Context, v: &Self) -> Result<Self, Vec<TranslateError>> {
+        translate::endpoints::host_endpoint_slice(ctx, v)
+    }
+
+    fn merge(actual: &Self, desired: &Self) -> Option<Self> {
+        let mut out = actual.clone();
+        merge_owned_meta(&mut out.metadata, &desired.metadata);
+        out.endpoints = desired.endpoints.clone();
+        out.ports = desired.ports.clone();
+        (out != *actual).then_some(out)
+    }
+
+    fn needs_recreate(actual: &Self, desired: &Self) -> bool {
+        // addressType is immutable.
+        actual.address_type != desired.address_type
+    }
+
+    fn wanted(shared: &Shared, v: &Self) -> impl Future<Output = Result<bool, SyncError>> + Send {
+        let labels = v.labels();
+        let managed = labels
+            .get(translate::endpoints::MANAGED_BY_LABEL)
+            .is_some_and(|m| CONTROLLER_MANAGED_SLICES.contains(&m.as_str()));
+        let service = labels
+            .get(translate::endpoints::SERVICE_NAME_LABEL)
+            .cloned();
+        let api: Api<Service> =
+            Api::namespaced(shared.virt.clone(), &v.namespace().unwrap_or_default());
+        async move {
+            // Slices the virtual API's controllers made mirror what the host makes itself.
+            let Some(service) = service.filter(|_| !managed) else {
+                return Ok(false);
+            };
+            let svc = api
+                .get_opt(&service)
+                .await
+                .map_err(|source| SyncError::Read {
+                    what: format!("virtual service {service}"),
+                    source,
+                })?;
+            Ok(svc.is_some_and(|s| {
+                s.spec
+                    .as_ref()
+                    .is_none_or(|sp| sp.selector.as_ref().is_none_or(|sel| sel.is_empty()))
+            }))
+        }
+    }
+}
+
 // ----- Ingress -----
 
 impl SyncKind for Ingress {
@@ -719,6 +780,7 @@ pub async fn run(shared: Arc<Shared>, stop: Stop) {
     let (secrets, secrets_stream) = cached_stream(Api::<Secret>::all(all(&shared)), vcfg());
     let (svcs, svcs_stream) = cached_stream(Api::<Service>::all(all(&shared)), vcfg());
     let (eps, eps_stream) = cached_stream(Api::<Endpoints>::all(all(&shared)), vcfg());
+    let (slices, slices_stream) = cached_stream(Api::<EndpointSlice>::all(all(&shared)), vcfg());
     let ing_writer = shared.take_virtual_ingresses_writer();
     let ings = shared.virtual_ingresses.clone();
     let ings_stream = cached_stream_into(Api::<Ingress>::all(all(&shared)), vcfg(), ing_writer);
@@ -753,6 +815,14 @@ pub async fn run(shared: Arc<Shared>, stop: Stop) {
         ),
         run_kind::<Service, _>(shared.clone(), stop.clone(), svcs, svcs_stream, None, false),
         run_kind::<Endpoints, _>(shared.clone(), stop.clone(), eps, eps_stream, None, false),
+        run_kind::<EndpointSlice, _>(
+            shared.clone(),
+            stop.clone(),
+            slices,
+            slices_stream,
+            None,
+            false
+        ),
         run_kind::<Ingress, _>(shared.clone(), stop.clone(), ings, ings_stream, None, false),
     );
 }
