@@ -120,6 +120,57 @@ async fn selectorless_endpoints_are_synced() {
         host.subsets.unwrap()[0].addresses.as_ref().unwrap()[0].ip,
         "10.1.2.3"
     );
+
+    // A hand-made EndpointSlice of the same service follows, pointing at the host service.
+    let vsl: Api<EndpointSlice> = h.virt_api("db");
+    vsl.create(
+        &PostParams::default(),
+        &obj(json!({"metadata": {"name": "ext-1", "labels": {"kubernetes.io/service-name": "ext"}}, "addressType": "IPv4",
+            "endpoints": [{"addresses": ["10.1.2.4"]}], "ports": [{"port": 5432}]})),
+    )
+    .await
+    .unwrap();
+    let hsl: Api<EndpointSlice> = h.host_api();
+    let slice = host_obj(&hsl, &h.host_name("db", "ext-1")).await;
+    let labels = slice.metadata.labels.unwrap();
+    assert_eq!(labels["kubernetes.io/service-name"], host_name);
+    assert_eq!(
+        labels["endpointslice.kubernetes.io/managed-by"],
+        "vcsync.io"
+    );
+    assert_eq!(slice.endpoints.unwrap()[0].addresses, ["10.1.2.4"]);
+
+    // Updates and deletes flow down too.
+    ve.patch(
+        "ext",
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"subsets": [{"addresses": [{"ip": "10.1.2.9"}], "ports": [{"port": 5432}]}]}),
+        ),
+    )
+    .await
+    .unwrap();
+    wait_for(WAIT, "the updated endpoints", || {
+        let (he, n) = (he.clone(), host_name.clone());
+        async move {
+            (he.get(&n)
+                .await
+                .ok()?
+                .subsets?
+                .first()?
+                .addresses
+                .as_ref()?
+                .first()?
+                .ip
+                == "10.1.2.9")
+                .then_some(())
+        }
+    })
+    .await;
+    ve.delete("ext", &DeleteParams::default()).await.unwrap();
+    host_gone(&he, &host_name).await;
+    vsl.delete("ext-1", &DeleteParams::default()).await.unwrap();
+    host_gone(&hsl, &h.host_name("db", "ext-1")).await;
     h.stop_engine().await;
 }
 
@@ -239,6 +290,58 @@ async fn ingresses_point_at_host_services_and_secrets() {
         host_obj(&hsec, &tls_name).await.type_.as_deref(),
         Some("kubernetes.io/tls")
     );
+
+    // A host load balancer's address flows up; spec changes and deletes flow down.
+    let host_name = h.host_name("web", "site");
+    hi.patch_status(
+        &host_name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.7"}]}}})),
+    )
+    .await
+    .unwrap();
+    wait_for(
+        WAIT,
+        "the load balancer address on the virtual ingress",
+        || {
+            let vi = vi.clone();
+            async move {
+                (vi.get("site")
+                    .await
+                    .ok()?
+                    .status?
+                    .load_balancer?
+                    .ingress?
+                    .first()?
+                    .ip
+                    .as_deref()?
+                    == "203.0.113.7")
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    vi.patch("site", &PatchParams::default(), &Patch::Merge(json!({"spec": {"rules": [{"host": "b.example.com", "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "frontend", "port": {"number": 80}}}}]}}]}})))
+        .await
+        .unwrap();
+    wait_for(WAIT, "the new host rule", || {
+        let (hi, n) = (hi.clone(), host_name.clone());
+        async move {
+            (hi.get(&n)
+                .await
+                .ok()?
+                .spec?
+                .rules?
+                .first()?
+                .host
+                .as_deref()?
+                == "b.example.com")
+                .then_some(())
+        }
+    })
+    .await;
+    vi.delete("site", &DeleteParams::default()).await.unwrap();
+    host_gone(&hi, &host_name).await;
     h.stop_engine().await;
 }
 
