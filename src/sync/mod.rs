@@ -38,6 +38,7 @@ pub mod gc;
 pub mod kinds;
 pub mod nodes;
 pub mod pods;
+pub mod queue;
 
 /// Settings of the engine (from the command line).
 #[derive(Debug, Clone)]
