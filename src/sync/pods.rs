@@ -11,21 +11,21 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use futures::FutureExt;
+use futures::StreamExt;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Pod, PodStatus, Secret, Service, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
+use super::queue::FairQueue;
 use super::{
-    Shared, SyncError, cached_stream, create_host, delete_host, drain, key_of, reasons,
-    replace_host, source_ref,
+    Shared, SyncError, cached_stream, create_host, delete_host, key_of, reasons, replace_host,
+    source_ref,
 };
 use crate::markers::{self, Ownership};
 use crate::translate::pod::{
@@ -132,79 +132,124 @@ pub async fn run(shared: Arc<Shared>, stop: super::Stop) {
         shared: shared.clone(),
         virtual_pods: virtual_pods.clone(),
         host_pods: host_pods.clone(),
-        token_secrets,
+        token_secrets: token_secrets.clone(),
         env: RwLock::new(None),
     });
+
+    // Every change of a virtual pod, its host pod or its token Secret queues the virtual pod.
+    let queue = FairQueue::new();
     let tenant = shared.cfg.tenant.clone();
-    let tenant2 = tenant.clone();
-    let controller = Controller::for_stream(vstream, virtual_pods.clone())
-        .with_config(controller::Config::default().concurrency(shared.cfg.concurrency as u16))
-        .watches_stream(hstream, move |h: Pod| {
-            source_ref::<Pod, Pod>(&tenant, KIND, &h)
-        })
-        .watches_stream(sstream, move |s: Secret| {
-            source_ref::<Pod, Secret>(&tenant2, KIND, &s)
-        })
-        .graceful_shutdown_on(stop.signal())
-        .run(reconcile, error_policy, sync.clone());
-    let gc = super::gc::run::<Pod>(shared.clone(), KIND, host_pods, virtual_pods, stop.signal());
-    futures::join!(drain("pod", controller), gc);
-}
-
-fn error_policy(pod: Arc<Pod>, err: &SyncError, sync: Arc<PodSync>) -> Action {
-    // error_policy is synchronous; the Warning Event is recorded in a task.
-    let key = key_of(pod.as_ref());
-    let obj_ref = pod.object_ref(&());
-    let shared = sync.shared.clone();
-    let action = if err.is_permanent() || matches!(err, SyncError::Waiting { .. }) {
-        None
-    } else {
-        Some(Action::requeue(shared.backoff.next(&key)))
-    };
-    if let Some(a) = action {
-        tracing::info!(controller = "pod", key, error = %err, reason = err.metric_label(), "retrying");
-        return a;
-    }
-    let msg = err.to_string();
-    let permanent = err.is_permanent();
-    let label = err.metric_label();
-    let next = if permanent {
-        Duration::from_secs(300)
-    } else {
-        shared.backoff.next(&key)
-    };
-    tokio::spawn(async move {
-        if permanent {
-            tracing::warn!(controller = "pod", key, error = %msg, reason = label, "refused");
-            shared
-                .warn(
-                    &obj_ref,
-                    if label == "ownership_conflict" {
-                        "OwnershipConflict"
-                    } else {
-                        "SyncRefused"
-                    },
-                    msg,
-                )
-                .await;
+    let feed_virtual = vstream.take_until(stop.signal()).for_each(|r| {
+        if let Ok(p) = r {
+            queue.add((p.namespace().unwrap_or_default(), p.name_any()));
         }
+        futures::future::ready(())
     });
-    Action::requeue(next)
+    let feed_host = hstream.take_until(stop.signal()).for_each(|r| {
+        if let Ok(h) = r
+            && let Some(src) = source_ref::<Pod, Pod>(&tenant, KIND, &h)
+        {
+            queue.add((src.namespace.unwrap_or_default(), src.name));
+        }
+        futures::future::ready(())
+    });
+    let feed_tokens = sstream.take_until(stop.signal()).for_each(|r| {
+        if let Ok(s) = r
+            && let Some(src) = source_ref::<Pod, Secret>(&tenant, KIND, &s)
+        {
+            queue.add((src.namespace.unwrap_or_default(), src.name));
+        }
+        futures::future::ready(())
+    });
+    let workers = work(sync.clone(), queue.clone(), stop.clone());
+    let gc = super::gc::run::<Pod>(shared.clone(), KIND, host_pods, virtual_pods, stop.signal());
+    futures::join!(feed_virtual, feed_host, feed_tokens, workers, gc);
 }
 
-async fn reconcile(vp: Arc<Pod>, sync: Arc<PodSync>) -> Result<Action, SyncError> {
-    let key = key_of(vp.as_ref());
+/// Run reconciles from the fair queue, `concurrency` at a time, until `stop`; then let the
+/// in-flight ones finish.
+async fn work(sync: Arc<PodSync>, queue: FairQueue, stop: super::Stop) {
+    let ready = async {
+        let _ = sync.virtual_pods.wait_until_ready().await;
+        let _ = sync.host_pods.wait_until_ready().await;
+        let _ = sync.token_secrets.wait_until_ready().await;
+    };
+    tokio::select! {
+        _ = ready => {}
+        _ = stop.signal() => return,
+    }
+    let slots = Arc::new(tokio::sync::Semaphore::new(
+        sync.shared.cfg.concurrency.max(1),
+    ));
+    let mut running = tokio::task::JoinSet::new();
+    loop {
+        // A free slot first, then the key: the key is chosen when it can run, which is what
+        // makes the round-robin order matter.
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => p,
+            _ = stop.signal() => break,
+        };
+        let Ok(permit) = permit else { break };
+        let key = tokio::select! {
+            k = queue.next() => k,
+            _ = stop.signal() => break,
+        };
+        let Some(key) = key else { break };
+        let (sync, queue) = (sync.clone(), queue.clone());
+        running.spawn(async move {
+            let next = process(&sync, &key).await;
+            queue.done(&key);
+            if let Some(delay) = next {
+                queue.add_after(key, delay);
+            }
+            drop(permit);
+        });
+        while running.try_join_next().is_some() {}
+    }
+    queue.close();
+    while running.join_next().await.is_some() {}
+}
+
+/// Reconcile one virtual pod; returns when to look at it again.
+async fn process(sync: &PodSync, (ns, name): &(String, String)) -> Option<Duration> {
+    // A pod gone from the cache was deleted at once: the collector removes its host pod.
+    let vp = sync.virtual_pods.get(&ObjectRef::new(name).within(ns))?;
+    let key = format!("{ns}/{name}");
     let span = tracing::info_span!(
         "reconcile",
         controller = "pod",
-        namespace = vp.namespace().unwrap_or_default(),
-        name = vp.name_any()
+        namespace = ns.as_str(),
+        name = name.as_str()
     );
-    let result = reconcile_inner(&vp, &sync).instrument_span(span).await;
-    if result.is_ok() {
-        sync.shared.backoff.reset(&key);
+    match reconcile_inner(&vp, sync).instrument_span(span).await {
+        Ok(next) => {
+            sync.shared.backoff.reset(&key);
+            next
+        }
+        Err(err) => Some(on_error(sync, &vp, &key, &err).await),
     }
-    result
+}
+
+/// Retry transient errors with backoff; tell the tenant about permanent ones and wait.
+async fn on_error(sync: &PodSync, vp: &Pod, key: &str, err: &SyncError) -> Duration {
+    let shared = &sync.shared;
+    if err.is_permanent() {
+        tracing::warn!(controller = "pod", key, error = %err, reason = err.metric_label(), "refused");
+        let reason = if matches!(err, SyncError::Foreign { .. }) {
+            "OwnershipConflict"
+        } else {
+            "SyncRefused"
+        };
+        shared
+            .warn(&vp.object_ref(&()), reason, err.to_string())
+            .await;
+        // The pod's next change queues it again; this is only a safety net.
+        return Duration::from_secs(300);
+    }
+    if !matches!(err, SyncError::Waiting { .. }) {
+        tracing::info!(controller = "pod", key, error = %err, reason = err.metric_label(), "retrying");
+    }
+    shared.backoff.next(key)
 }
 
 /// `tracing::Instrument` without importing the trait into every caller.
@@ -217,7 +262,7 @@ impl<F: std::future::Future> InstrumentSpan for F {
     }
 }
 
-async fn reconcile_inner(vp: &Pod, sync: &PodSync) -> Result<Action, SyncError> {
+async fn reconcile_inner(vp: &Pod, sync: &PodSync) -> Result<Option<Duration>, SyncError> {
     let shared = &sync.shared;
     // Decisions need the host caches: an empty one would make every host pod look missing.
     let waiting = |what: &str| SyncError::Waiting {
@@ -263,11 +308,11 @@ async fn reconcile_inner(vp: &Pod, sync: &PodSync) -> Result<Action, SyncError> 
                     .await?;
                 }
                 // The host pod's disappearance wakes us again.
-                return Ok(Action::await_change());
+                return Ok(None);
             }
             _ => {
                 finalize_virtual(shared, &ns, &vname, vp.metadata.uid.as_deref()).await?;
-                return Ok(Action::await_change());
+                return Ok(None);
             }
         }
     }
@@ -301,12 +346,12 @@ async fn reconcile_inner(vp: &Pod, sync: &PodSync) -> Result<Action, SyncError> 
                 // The host pod went away on its own (eviction, node loss): so does the virtual pod.
                 tracing::info!(key, "host pod disappeared; deleting the virtual pod");
                 finalize_virtual(shared, &ns, &vname, vp.metadata.uid.as_deref()).await?;
-                return Ok(Action::await_change());
+                return Ok(None);
             }
             let created = create_host(&host_api, KIND, &desired).await?;
             tracing::info!(key, host = host_name, "created host pod");
             ensure_tokens(sync, vp, &created).await?;
-            return Ok(Action::await_change());
+            return Ok(None);
         }
         (Some(_), Some(Ownership::Foreign)) => {
             return Err(SyncError::Foreign {
@@ -325,7 +370,7 @@ async fn reconcile_inner(vp: &Pod, sync: &PodSync) -> Result<Action, SyncError> 
                 Some(0),
             )
             .await?;
-            return Ok(Action::await_change());
+            return Ok(None);
         }
         (Some(h), _) => h,
     };
@@ -337,10 +382,7 @@ async fn reconcile_inner(vp: &Pod, sync: &PodSync) -> Result<Action, SyncError> 
     }
     let refresh = ensure_tokens(sync, vp, &host).await?;
     sync_up(shared, vp, &host).await?;
-    Ok(match refresh {
-        Some(at) => Action::requeue(at),
-        None => Action::await_change(),
-    })
+    Ok(refresh)
 }
 
 /// Whether the virtual pod has been running on the host (its status came from there).
@@ -579,9 +621,4 @@ async fn mint(
         refresh_at = refresh_at.min(now + lifetime * 8 / 10);
     }
     Ok((data, refresh_at))
-}
-
-#[allow(dead_code)]
-fn _assert_send(sync: Arc<PodSync>, vp: Arc<Pod>) -> impl Send {
-    reconcile(vp, sync).boxed()
 }
