@@ -210,3 +210,51 @@ async fn service_account_tokens_are_refreshed() {
     .await;
     h.stop_engine().await;
 }
+
+#[tokio::test]
+async fn a_busy_namespace_does_not_starve_a_quiet_one() {
+    let mut h = Harness::new("fair").await;
+    let Some(hs) = &h.host_server else {
+        eprintln!("needs the test API server's latency injection: not checked against real clusters");
+        return;
+    };
+    // Slow host requests make the burst's backlog last a while.
+    hs.set_latency(Some(Duration::from_millis(15)));
+    create_namespace(&h.virt, "busy").await;
+    create_namespace(&h.virt, "quiet").await;
+    let busy = h.virt_api::<Pod>("busy");
+    const BURST: usize = 150;
+    for i in 0..BURST {
+        busy.create(&PostParams::default(), &mk_pod("busy", &format!("b{i}"))).await.unwrap();
+    }
+    h.start_engine();
+    let hpods = h.host_api::<Pod>();
+    let count_busy = || {
+        let hpods = hpods.clone();
+        async move {
+            let lp = kube::api::ListParams::default().labels(&format!("{}=busy", markers::VIRTUAL_NAMESPACE_LABEL));
+            hpods.list(&lp).await.map(|l| l.items.len()).unwrap_or(0)
+        }
+    };
+    // The burst is under way...
+    wait_for(WAIT, "the burst to start", || {
+        let c = count_busy();
+        async move { (c.await > 0).then_some(()) }
+    })
+    .await;
+    // ...when the quiet namespace creates one pod: it is served long before the backlog ends.
+    let quiet = h.virt_api::<Pod>("quiet");
+    quiet.create(&PostParams::default(), &mk_pod("quiet", "q")).await.unwrap();
+    let qname = h.host_name("quiet", "q");
+    wait_for(Duration::from_secs(60), "the quiet pod on the host", || {
+        let (hpods, qname) = (hpods.clone(), qname.clone());
+        async move { hpods.get_opt(&qname).await.ok().flatten() }
+    })
+    .await;
+    let done = count_busy().await;
+    assert!(done < BURST / 2, "the quiet pod waited for {done} of {BURST} busy pods");
+    if let Some(hs) = &h.host_server {
+        hs.set_latency(None);
+    }
+    h.stop_engine().await;
+}
