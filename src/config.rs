@@ -53,9 +53,9 @@ pub struct Args {
 pub enum Command {
     /// Run the syncer for one tenant.
     Run(Box<RunArgs>),
-    /// Print a kubeconfig for a tenant's virtual API (not implemented yet).
-    Kubeconfig,
-    /// Work with sync policies.
+    /// Print the tenant's kubeconfig for the virtual API (the content of the kubeconfig Secret).
+    Kubeconfig(Box<KubeconfigArgs>),
+    /// Work with isolation policies.
     Policy {
         /// The policy subcommand.
         #[command(subcommand)]
@@ -66,11 +66,86 @@ pub enum Command {
 /// `vcsync policy ...` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
-    /// Validate a sync policy file (not implemented yet).
+    /// Validate an isolation policy file and print the effective policy (defaults filled in).
     Check {
         /// The policy file to validate.
         file: PathBuf,
     },
+}
+
+/// How the tenant kubeconfig is made (shared by `vcsync run` and `vcsync kubeconfig`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct TenantKubeconfigFlags {
+    /// Server URL in the tenant kubeconfig (an https:// URL); default the in-cluster address
+    /// of --api-service, https://<api-service>.<host-namespace>.svc:443.
+    #[arg(long, env = "VCSYNC_KUBECONFIG_SERVER", value_name = "URL")]
+    pub kubeconfig_server: Option<crate::kubeconfig::ServerUrl>,
+
+    /// Kubeconfig whose current user (client certificate or token) is the tenant's identity;
+    /// default the user of --virtual-kubeconfig.
+    #[arg(long, env = "VCSYNC_KUBECONFIG_CREDENTIALS", value_name = "PATH")]
+    pub kubeconfig_credentials: Option<PathBuf>,
+}
+
+impl TenantKubeconfigFlags {
+    /// What the tenant kubeconfig is made from.
+    pub fn source(
+        &self,
+        tenant: &DnsLabel,
+        host_namespace: &DnsLabel,
+        api_service: &DnsLabel,
+        virtual_kubeconfig: &std::path::Path,
+    ) -> crate::kubeconfig::TenantKubeconfigSource {
+        crate::kubeconfig::TenantKubeconfigSource {
+            tenant: tenant.to_string(),
+            server: self.kubeconfig_server.clone().unwrap_or_else(|| {
+                crate::kubeconfig::ServerUrl::in_cluster(
+                    api_service.as_str(),
+                    host_namespace.as_str(),
+                )
+            }),
+            virtual_kubeconfig: virtual_kubeconfig.to_owned(),
+            credentials: self.kubeconfig_credentials.clone(),
+        }
+    }
+}
+
+/// Flags of `vcsync kubeconfig`: the same names and variables as `vcsync run`'s, so that
+/// `kubectl exec <vcsync pod> -- vcsync kubeconfig` needs none.
+#[derive(Debug, Clone, clap::Args)]
+pub struct KubeconfigArgs {
+    /// Tenant name (an RFC 1123 label); names the kubeconfig's cluster, context and user.
+    #[arg(long, env = "VCSYNC_TENANT")]
+    pub tenant: DnsLabel,
+
+    /// Host namespace of the tenant (an RFC 1123 label); part of the default server URL.
+    #[arg(long, env = "VCSYNC_HOST_NAMESPACE")]
+    pub host_namespace: DnsLabel,
+
+    /// Kubeconfig file for the tenant's virtual API server (its CA, and its user unless
+    /// --kubeconfig-credentials).
+    #[arg(long, env = "VCSYNC_VIRTUAL_KUBECONFIG", value_name = "PATH")]
+    pub virtual_kubeconfig: PathBuf,
+
+    /// Host Service (in the host namespace) that exposes the virtual API server.
+    #[arg(long, env = "VCSYNC_API_SERVICE", default_value = "vcsync-api")]
+    pub api_service: DnsLabel,
+
+    /// Server and credentials of the tenant kubeconfig.
+    #[command(flatten)]
+    pub kubeconfig: TenantKubeconfigFlags,
+}
+
+impl KubeconfigArgs {
+    /// What the tenant kubeconfig is made from.
+    pub fn source(&self) -> crate::kubeconfig::TenantKubeconfigSource {
+        self.kubeconfig.source(
+            &self.tenant,
+            &self.host_namespace,
+            &self.api_service,
+            &self.virtual_kubeconfig,
+        )
+    }
 }
 
 /// Flags of `vcsync run`.
@@ -121,6 +196,19 @@ pub struct RunArgs {
     #[arg(long, env = "VCSYNC_CLUSTER_DOMAIN", default_value = "cluster.local")]
     pub cluster_domain: DnsSubdomain,
 
+    /// Host Secret (in the host namespace) that vcsync keeps holding the tenant's kubeconfig,
+    /// under the key `kubeconfig`.
+    #[arg(
+        long,
+        env = "VCSYNC_KUBECONFIG_SECRET",
+        default_value = "vcsync-kubeconfig"
+    )]
+    pub kubeconfig_secret: DnsSubdomain,
+
+    /// Server and credentials of the tenant kubeconfig.
+    #[command(flatten)]
+    pub tenant_kubeconfig: TenantKubeconfigFlags,
+
     /// Seconds to wait for each API server to answer the start-up reachability check.
     #[arg(
         long,
@@ -130,6 +218,103 @@ pub struct RunArgs {
         value_parser = clap::value_parser!(u64).range(1..=3600)
     )]
     pub api_timeout_seconds: u64,
+
+    /// Isolation policy file (YAML, see `vcsync policy check`); absent means the secure
+    /// default policy.
+    #[arg(long, env = "VCSYNC_POLICY", value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+
+    /// Leader election.
+    #[command(flatten)]
+    pub leader_election: LeaderElectionFlags,
+}
+
+/// Leader election flags of `vcsync run`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LeaderElectionFlags {
+    /// Run only while holding the Lease in the host namespace, so several replicas can run
+    /// with one writing; `--leader-elect=false` runs at once (exactly one replica!).
+    #[arg(
+        long,
+        env = "VCSYNC_LEADER_ELECT",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        value_name = "BOOL"
+    )]
+    pub leader_elect: bool,
+
+    /// Name of the coordination.k8s.io/v1 Lease in the host namespace; default `vcsync-<tenant>`.
+    #[arg(long, env = "VCSYNC_LEASE_NAME", value_name = "NAME")]
+    pub lease_name: Option<DnsSubdomain>,
+
+    /// Seconds a Lease that stopped being renewed stays valid: followers take over after it.
+    #[arg(
+        long,
+        env = "VCSYNC_LEASE_DURATION_SECONDS",
+        value_name = "SECONDS",
+        default_value_t = 15,
+        value_parser = clap::value_parser!(u64).range(2..=3600)
+    )]
+    pub lease_duration_seconds: u64,
+
+    /// Seconds the leader keeps failing to renew before it stops (less than the lease duration).
+    #[arg(
+        long,
+        env = "VCSYNC_RENEW_DEADLINE_SECONDS",
+        value_name = "SECONDS",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(1..=3600)
+    )]
+    pub renew_deadline_seconds: u64,
+
+    /// Seconds between attempts to acquire or renew the Lease (less than the renew deadline).
+    #[arg(
+        long,
+        env = "VCSYNC_RETRY_PERIOD_SECONDS",
+        value_name = "SECONDS",
+        default_value_t = 2,
+        value_parser = clap::value_parser!(u64).range(1..=3600)
+    )]
+    pub retry_period_seconds: u64,
+
+    /// Identity written into the Lease; default `$POD_NAME`, else `<hostname>_<pid>`.
+    #[arg(long, env = "VCSYNC_POD_NAME", value_name = "NAME")]
+    pub pod_name: Option<String>,
+}
+
+impl LeaderElectionFlags {
+    /// The election settings for `tenant` in `host_namespace`.
+    pub fn settings(&self, tenant: &DnsLabel, host_namespace: &DnsLabel) -> LeaderElection {
+        let identity = self
+            .pod_name
+            .clone()
+            .or_else(|| std::env::var("POD_NAME").ok())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(crate::leader::default_identity);
+        LeaderElection {
+            enabled: self.leader_elect,
+            lease: crate::leader::LeaseConfig {
+                namespace: host_namespace.to_string(),
+                name: self
+                    .lease_name
+                    .as_ref()
+                    .map_or_else(|| format!("vcsync-{tenant}"), ToString::to_string),
+                identity,
+                lease_duration: Duration::from_secs(self.lease_duration_seconds),
+                renew_deadline: Duration::from_secs(self.renew_deadline_seconds),
+                retry_period: Duration::from_secs(self.retry_period_seconds),
+            },
+        }
+    }
+}
+
+/// Leader election settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderElection {
+    /// Whether to elect at all.
+    pub enabled: bool,
+    /// The Lease and its timings.
+    pub lease: crate::leader::LeaseConfig,
 }
 
 /// Where the host API's credentials come from.
@@ -166,6 +351,14 @@ pub struct Config {
     pub dns_service: (DnsLabel, DnsLabel),
     /// Cluster domain of the virtual cluster.
     pub cluster_domain: DnsSubdomain,
+    /// Leader election.
+    pub leader_election: LeaderElection,
+    /// Host Secret holding the tenant kubeconfig.
+    pub kubeconfig_secret: DnsSubdomain,
+    /// What the tenant kubeconfig is made from.
+    pub tenant_kubeconfig: crate::kubeconfig::TenantKubeconfigSource,
+    /// Isolation policy file; `None`: the default policy.
+    pub policy: Option<PathBuf>,
 }
 
 /// Parse `namespace/name` into two DNS labels.
@@ -183,7 +376,17 @@ impl RunArgs {
     ///
     /// Infallible because every field was validated when it was parsed.
     pub fn into_config(self) -> Config {
+        let tenant_kubeconfig = self.tenant_kubeconfig.source(
+            &self.tenant,
+            &self.host_namespace,
+            &self.api_service,
+            &self.virtual_kubeconfig,
+        );
+        let leader_election = self
+            .leader_election
+            .settings(&self.tenant, &self.host_namespace);
         Config {
+            leader_election,
             tenant: self.tenant,
             host_namespace: self.host_namespace,
             virtual_kubeconfig: self.virtual_kubeconfig,
@@ -198,6 +401,9 @@ impl RunArgs {
             api_service: self.api_service,
             dns_service: self.dns_service,
             cluster_domain: self.cluster_domain,
+            kubeconfig_secret: self.kubeconfig_secret,
+            tenant_kubeconfig,
+            policy: self.policy,
         }
     }
 }
@@ -350,6 +556,51 @@ mod tests {
     }
 
     #[test]
+    fn leader_election_defaults_and_overrides() {
+        let (_, config) = parse_run(&["--pod-name", "vcsync-0"]).unwrap();
+        let le = &config.leader_election;
+        assert!(le.enabled);
+        assert_eq!(le.lease.name, "vcsync-tenant-a");
+        assert_eq!(le.lease.namespace, "host-ns");
+        assert_eq!(le.lease.identity, "vcsync-0");
+        assert_eq!(le.lease.lease_duration, Duration::from_secs(15));
+        assert_eq!(le.lease.renew_deadline, Duration::from_secs(10));
+        assert_eq!(le.lease.retry_period, Duration::from_secs(2));
+        le.lease.check_timings().unwrap();
+
+        let (_, config) = parse_run(&[
+            "--leader-elect=false",
+            "--lease-name",
+            "shared.lock",
+            "--lease-duration-seconds",
+            "6",
+            "--renew-deadline-seconds",
+            "4",
+            "--retry-period-seconds",
+            "1",
+        ])
+        .unwrap();
+        let le = &config.leader_election;
+        assert!(!le.enabled);
+        assert_eq!(le.lease.name, "shared.lock");
+        assert_eq!(le.lease.lease_duration, Duration::from_secs(6));
+        assert_eq!(le.lease.renew_deadline, Duration::from_secs(4));
+        assert_eq!(le.lease.retry_period, Duration::from_secs(1));
+        assert!(!le.lease.identity.is_empty());
+    }
+
+    #[rstest]
+    #[case::lease_name(&["--lease-name", "Bad_Name"], "--lease-name")]
+    #[case::leader_elect(&["--leader-elect", "maybe"], "--leader-elect")]
+    #[case::lease_duration(&["--lease-duration-seconds", "1"], "--lease-duration-seconds")]
+    #[case::retry_zero(&["--retry-period-seconds", "0"], "--retry-period-seconds")]
+    fn invalid_leader_election_flags_are_usage_errors(#[case] extra: &[&str], #[case] flag: &str) {
+        let err = parse_run(extra).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains(flag), "{err}");
+    }
+
+    #[test]
     fn global_flags_may_come_before_the_subcommand() {
         let args = Args::try_parse_from(argv(&["--log-format", "json"], &[])).unwrap();
         assert_eq!(args.log_format, LogFormat::Json);
@@ -403,13 +654,70 @@ mod tests {
     }
 
     #[rstest]
-    #[case::kubeconfig(&["vcsync", "kubeconfig"])]
     #[case::policy_check(&["vcsync", "policy", "check", "p.yaml"])]
     fn placeholder_subcommands_parse(#[case] argv: &[&str]) {
         let args = Args::try_parse_from(argv).unwrap();
-        assert!(matches!(
-            args.command,
-            Command::Kubeconfig | Command::Policy { .. }
-        ));
+        assert!(matches!(args.command, Command::Policy { .. }));
+    }
+
+    #[test]
+    fn tenant_kubeconfig_defaults_to_the_in_cluster_service() {
+        let (_, config) = parse_run(&["--api-service", "api"]).unwrap();
+        assert_eq!(config.kubeconfig_secret.as_str(), "vcsync-kubeconfig");
+        let source = &config.tenant_kubeconfig;
+        assert_eq!(source.server.as_str(), "https://api.host-ns.svc:443");
+        assert_eq!(source.tenant, "tenant-a");
+        assert_eq!(source.credentials, None);
+        assert_eq!(
+            source.virtual_kubeconfig,
+            PathBuf::from("/etc/vcsync/virtual.kubeconfig")
+        );
+    }
+
+    #[test]
+    fn tenant_kubeconfig_flags_override() {
+        let (_, config) = parse_run(&[
+            "--kubeconfig-secret",
+            "tenant.kubeconfig",
+            "--kubeconfig-server",
+            "https://api.tenant-a.example.com/",
+            "--kubeconfig-credentials",
+            "/etc/vcsync/tenant-admin.kubeconfig",
+        ])
+        .unwrap();
+        assert_eq!(config.kubeconfig_secret.as_str(), "tenant.kubeconfig");
+        let source = &config.tenant_kubeconfig;
+        assert_eq!(source.server.as_str(), "https://api.tenant-a.example.com");
+        assert_eq!(
+            source.credentials,
+            Some(PathBuf::from("/etc/vcsync/tenant-admin.kubeconfig"))
+        );
+        let err = parse_run(&["--kubeconfig-server", "http://api"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("https://"), "{err}");
+    }
+
+    #[test]
+    fn kubeconfig_subcommand_takes_the_run_flags_it_needs() {
+        let args = Args::try_parse_from([
+            "vcsync",
+            "kubeconfig",
+            "--tenant",
+            "tenant-a",
+            "--host-namespace",
+            "vc-tenant-a",
+            "--virtual-kubeconfig",
+            "/v.kubeconfig",
+        ])
+        .unwrap();
+        let Command::Kubeconfig(k) = args.command else {
+            panic!("expected kubeconfig");
+        };
+        let source = k.source();
+        assert_eq!(
+            source.server.as_str(),
+            "https://vcsync-api.vc-tenant-a.svc:443"
+        );
+        assert_eq!(source.virtual_kubeconfig, PathBuf::from("/v.kubeconfig"));
     }
 }

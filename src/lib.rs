@@ -15,16 +15,32 @@
 //!   [`names::DnsSubdomain`]).
 //! - [`kube_clients`]: loading both kubeconfigs, building the clients and the
 //!   start-up reachability check.
+//! - [`kubeconfig`]: the tenant's kubeconfig for the virtual API (`vcsync
+//!   kubeconfig`) and the host Secret that holds it.
 //! - [`logging`]: the tracing subscriber (text or JSON).
+//! - [`permissions`]: every host API request vcsync makes, which the Role in
+//!   `manifests/` must grant exactly.
+//! - [`metrics`]: the Prometheus metrics (controller-runtime names plus
+//!   `vcsync_*`) and the API request counting client wrapper.
+//! - [`health`]: the `/livez`, `/readyz` and `/metrics` endpoint.
+//! - [`leader`]: Lease-based leader election in the host namespace.
+//! - [`policy`]: the tenant's isolation policy (`--policy FILE`) and the pure
+//!   checks every object passes before it is written to the host.
 //! - [`run`]: the `vcsync run` command. The sync engine itself is not written
 //!   yet; `run` stops after checking that both APIs answer.
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod health;
 pub mod kube_clients;
+pub mod kubeconfig;
+pub mod leader;
 pub mod logging;
 pub mod markers;
+pub mod metrics;
 pub mod names;
+pub mod permissions;
+pub mod policy;
 pub mod run;
 pub mod sync;
 pub mod translate;

@@ -1,7 +1,7 @@
 //! The `vcsync` binary: argument parsing, logging set-up and exit codes.
 //!
 //! Exit codes: 0 success, 1 runtime failure (an API unreachable, a bad
-//! kubeconfig), 2 usage error or a subcommand that is not implemented yet.
+//! kubeconfig, an invalid policy file), 2 usage error.
 
 use std::process::ExitCode;
 
@@ -39,10 +39,28 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Kubeconfig => not_implemented("vcsync kubeconfig"),
+        Command::Kubeconfig(args) => match vcsync::kubeconfig::build_from_files(&args.source()) {
+            Ok(kubeconfig) => {
+                print!("{kubeconfig}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("error: {}", error_chain_line(&err));
+                ExitCode::FAILURE
+            }
+        },
         Command::Policy {
             command: PolicyCommand::Check { file },
-        } => not_implemented(&format!("vcsync policy check {}", file.display())),
+        } => match vcsync::policy::Policy::load(&file) {
+            Ok(policy) => {
+                print!("{}", policy.to_yaml());
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("error: {err}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
@@ -57,9 +75,4 @@ fn run_command(run: vcsync::config::RunArgs) -> anyhow::Result<()> {
         vcsync::run::run_until(config, shutdown).await?;
         Ok(())
     })
-}
-
-fn not_implemented(what: &str) -> ExitCode {
-    eprintln!("error: `{what}` is not implemented yet");
-    ExitCode::from(2)
 }

@@ -1,14 +1,31 @@
 //! The `vcsync run` command.
 //!
-//! Connects to both API servers, proves they answer, then runs the sync
-//! engine ([`crate::sync`]) until asked to stop.
+//! Connects to both API servers, proves they answer, serves health and metrics
+//! ([`crate::health`]), then waits for the leader Lease ([`crate::leader`]) and runs the sync
+//! engine ([`crate::sync`]) while it holds it, until asked to stop.
+//!
+//! On SIGTERM: readiness fails at once, the engine stops taking work and gets
+//! [`crate::sync::SHUTDOWN_GRACE`] to finish in-flight writes (the Lease is still renewed
+//! meanwhile, so no other replica starts writing), then the Lease is released so a follower
+//! takes over at its next retry, and the process exits 0. Losing the Lease (no renewal within
+//! the renew deadline, or another holder) stops the engine the same way and exits 1, so the
+//! pod restarts with fresh caches.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use kube::Client;
 use tracing::info;
 
 use crate::config::{Config, HostApiSource};
+use crate::health::{self, Health, Role, ServeError};
 use crate::kube_clients::{CheckReachableError, KubeClients, KubeClientsError};
+use crate::leader::{LeaderElector, LostLease, TimingError};
+use crate::metrics::{ApiLabel, Metrics, instrument_client};
+
+/// How long releasing the Lease may take at shutdown.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why `vcsync run` stopped with a failure.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +39,15 @@ pub enum RunError {
     /// Installing the signal handler failed.
     #[error("failed to install the SIGTERM handler")]
     InstallSignalHandler(#[source] std::io::Error),
+    /// The health and metrics endpoint could not be served.
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    /// The leader election timings contradict each other.
+    #[error("invalid leader election timings: {0}")]
+    LeaderTimings(#[from] TimingError),
+    /// This replica stopped being the leader without being asked to stop.
+    #[error("stopped syncing: {0}")]
+    LostLease(#[from] LostLease),
 }
 
 /// Runs until `shutdown` completes.
@@ -39,8 +65,14 @@ pub async fn run_until(config: Config, shutdown: impl Future<Output = ()>) -> Re
         },
         workload_service_account = %config.workload_service_account,
         concurrency = config.concurrency.get(),
+        leader_elect = config.leader_election.enabled,
+        lease = %config.leader_election.lease.name,
+        identity = %config.leader_election.lease.identity,
         "starting vcsync"
     );
+    if config.leader_election.enabled {
+        config.leader_election.lease.check_timings()?;
+    }
     let clients = KubeClients::from_config(&config).await?;
     let versions = clients.check_reachable(config.api_timeout).await?;
     info!(
@@ -50,14 +82,135 @@ pub async fn run_until(config: Config, shutdown: impl Future<Output = ()>) -> Re
         host_version = %versions.host.git_version,
         "both APIs reachable"
     );
-    info!(metrics_addr = %config.metrics_addr, "the metrics endpoint is not implemented yet");
-    let engine = crate::sync::Shared::new(
-        engine_config(&config),
-        clients.host.client,
-        clients.virtual_.client,
+    let metrics = Arc::new(Metrics::new());
+    let host = instrument_client(clients.host.client, ApiLabel::Host, metrics.clone());
+    let virt = instrument_client(clients.virtual_.client, ApiLabel::Virtual, metrics.clone());
+    // The start-up check was their first answer.
+    let now = Instant::now();
+    metrics.contact(ApiLabel::Host, now);
+    metrics.contact(ApiLabel::Virtual, now);
+    let health = Health::new(metrics);
+    let (server_stop, server_stopped) = tokio::sync::oneshot::channel::<()>();
+    let (addr, server) = health::serve(config.metrics_addr, health.clone(), async move {
+        let _ = server_stopped.await;
+    })
+    .await?;
+    info!(metrics_addr = %addr, "serving /livez, /readyz and /metrics");
+    let probes = tokio::spawn(health::probe_apis(
+        health.clone(),
+        host.clone(),
+        virt.clone(),
+    ));
+    let result = lead_and_sync(&config, &health, host, virt, shutdown).await;
+    health.set_role(Role::Stopping);
+    probes.abort();
+    let _ = server_stop.send(());
+    let _ = server.await;
+    if result.is_ok() {
+        info!("shutdown complete; exiting");
+    }
+    result
+}
+
+/// Waits for the Lease (unless leader election is off), runs the engine while holding it,
+/// and releases it after a requested shutdown.
+async fn lead_and_sync(
+    config: &Config,
+    health: &Arc<Health>,
+    host: Client,
+    virt: Client,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    tokio::pin!(shutdown);
+    let engine = Arc::new(
+        crate::sync::Shared::new(engine_config(config), host.clone(), virt)
+            .with_metrics(health.metrics().clone()),
     );
-    crate::sync::run(std::sync::Arc::new(engine), shutdown).await;
-    info!("shutdown requested; exiting");
+    if !config.leader_election.enabled {
+        health.set_role(Role::Leading);
+        info!("leader election is off; starting the sync engine");
+        crate::sync::run(engine, shutdown).await;
+        info!("shutdown requested; the engine stopped");
+        return Ok(());
+    }
+
+    let lease = &config.leader_election.lease;
+    let mut elector = LeaderElector::new(host, lease.clone());
+    health.set_role(Role::Standby(None));
+    info!(lease = %lease.name, identity = %lease.identity, "waiting for the leader lease");
+    let acquired = {
+        let mut last_holder: Option<String> = None;
+        let acquire = elector.acquire(|holder| {
+            health.set_role(Role::Standby(holder.map(str::to_owned)));
+            if let Some(holder) = holder
+                && last_holder.as_deref() != Some(holder)
+            {
+                info!(lease = %lease.name, holder, "standing by: another replica leads");
+                last_holder = Some(holder.to_owned());
+            }
+        });
+        tokio::select! {
+            _ = acquire => true,
+            _ = &mut shutdown => false,
+        }
+    };
+    if !acquired {
+        info!("shutdown requested while waiting for the leader lease");
+        return Ok(());
+    }
+    health.set_role(Role::Leading);
+    info!(lease = %lease.name, identity = %lease.identity, "became the leader; starting the sync engine");
+
+    let (stop_engine, engine_stopped) = tokio::sync::watch::channel(false);
+    let engine = crate::sync::run(engine, async move {
+        let mut rx = engine_stopped;
+        let _ = rx.wait_for(|stop| *stop).await;
+    });
+    tokio::pin!(engine);
+    let mut lost = None;
+    {
+        let hold = elector.hold();
+        tokio::pin!(hold);
+        let mut engine_done = false;
+        tokio::select! {
+            _ = &mut engine => {
+                engine_done = true;
+                tracing::warn!("the sync engine stopped by itself");
+            }
+            _ = &mut shutdown => info!("shutdown requested; finishing in-flight writes"),
+            l = &mut hold => lost = Some(l),
+        }
+        health.set_role(Role::Stopping);
+        let _ = stop_engine.send(true);
+        if !engine_done {
+            if lost.is_none() {
+                // Keep renewing while in-flight writes finish, so that no other replica starts
+                // writing before this one has stopped.
+                tokio::select! {
+                    _ = &mut engine => {}
+                    l = &mut hold => {
+                        lost = Some(l);
+                        (&mut engine).await;
+                    }
+                }
+            } else {
+                (&mut engine).await;
+            }
+        }
+    }
+    if let Some(lost) = lost {
+        tracing::error!(error = %lost, "lost the leader lease; the engine stopped");
+        return Err(lost.into());
+    }
+    match tokio::time::timeout(RELEASE_TIMEOUT, elector.release()).await {
+        Ok(Ok(())) => info!(lease = %lease.name, "released the leader lease"),
+        Ok(Err(e)) => {
+            tracing::warn!(lease = %lease.name, error = %crate::sync::brief(&e), "releasing the leader lease failed; followers take over when it expires")
+        }
+        Err(_) => {
+            tracing::warn!(lease = %lease.name, "releasing the leader lease timed out; followers take over when it expires")
+        }
+    }
     Ok(())
 }
 

@@ -215,7 +215,9 @@ async fn service_account_tokens_are_refreshed() {
 async fn a_busy_namespace_does_not_starve_a_quiet_one() {
     let mut h = Harness::new("fair").await;
     let Some(hs) = &h.host_server else {
-        eprintln!("needs the test API server's latency injection: not checked against real clusters");
+        eprintln!(
+            "needs the test API server's latency injection: not checked against real clusters"
+        );
         return;
     };
     // Slow host requests make the burst's backlog last a while.
@@ -225,14 +227,17 @@ async fn a_busy_namespace_does_not_starve_a_quiet_one() {
     let busy = h.virt_api::<Pod>("busy");
     const BURST: usize = 150;
     for i in 0..BURST {
-        busy.create(&PostParams::default(), &mk_pod("busy", &format!("b{i}"))).await.unwrap();
+        busy.create(&PostParams::default(), &mk_pod("busy", &format!("b{i}")))
+            .await
+            .unwrap();
     }
     h.start_engine();
     let hpods = h.host_api::<Pod>();
     let count_busy = || {
         let hpods = hpods.clone();
         async move {
-            let lp = kube::api::ListParams::default().labels(&format!("{}=busy", markers::VIRTUAL_NAMESPACE_LABEL));
+            let lp = kube::api::ListParams::default()
+                .labels(&format!("{}=busy", markers::VIRTUAL_NAMESPACE_LABEL));
             hpods.list(&lp).await.map(|l| l.items.len()).unwrap_or(0)
         }
     };
@@ -244,7 +249,10 @@ async fn a_busy_namespace_does_not_starve_a_quiet_one() {
     .await;
     // ...when the quiet namespace creates one pod: it is served long before the backlog ends.
     let quiet = h.virt_api::<Pod>("quiet");
-    quiet.create(&PostParams::default(), &mk_pod("quiet", "q")).await.unwrap();
+    quiet
+        .create(&PostParams::default(), &mk_pod("quiet", "q"))
+        .await
+        .unwrap();
     let qname = h.host_name("quiet", "q");
     wait_for(Duration::from_secs(60), "the quiet pod on the host", || {
         let (hpods, qname) = (hpods.clone(), qname.clone());
@@ -252,7 +260,10 @@ async fn a_busy_namespace_does_not_starve_a_quiet_one() {
     })
     .await;
     let done = count_busy().await;
-    assert!(done < BURST / 2, "the quiet pod waited for {done} of {BURST} busy pods");
+    assert!(
+        done < BURST / 2,
+        "the quiet pod waited for {done} of {BURST} busy pods"
+    );
     if let Some(hs) = &h.host_server {
         hs.set_latency(None);
     }

@@ -392,7 +392,8 @@ pub async fn run(shared: Arc<Shared>, stop: Stop) {
     let tenant = shared.cfg.tenant.clone();
     let (host_events, estream) =
         cached_stream(shared.host_api::<Event>(), watcher::Config::default());
-    let (host_pods, pstream) = cached_stream(shared.host_api::<Pod>(), shared.host_watch_config());
+    let host_pods = shared.host_pods.clone();
+    let pstream = shared.host_pod_change_stream();
     let (host_services, sstream) =
         cached_stream(shared.host_api::<Service>(), shared.host_watch_config());
     let (host_ingresses, istream) =

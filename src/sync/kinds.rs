@@ -33,6 +33,7 @@ use super::{
     key_of, reasons, replace_host, source_ref,
 };
 use crate::markers::{self, Ownership};
+use crate::metrics::{ApiLabel, Direction};
 use crate::translate::{self, Context, NameRule, TranslateError, merge_owned_meta};
 
 /// What the generic controller needs to know about a synced kind.
@@ -555,6 +556,7 @@ fn sync_load_balancer<K: SyncKind>(
 ) -> impl Future<Output = Result<(), SyncError>> + Send + use<K> {
     let virt: Api<K> = Api::namespaced(shared.virt.clone(), &v.namespace().unwrap_or_default());
     let (name, key) = (v.name_any(), key_of(v));
+    let metrics = shared.metrics.clone();
     async move {
         let Some(want) = want else { return Ok(()) };
         virt.patch_status(
@@ -563,12 +565,13 @@ fn sync_load_balancer<K: SyncKind>(
             &Patch::Merge(json!({"status": {"loadBalancer": want}})),
         )
         .await
-        .map(|_| ())
         .map_err(|source| SyncError::UpdateVirtualStatus {
             kind: K::KIND,
-            key,
+            key: key.clone(),
             source,
-        })
+        })?;
+        metrics.change_applied(Direction::Up, K::KIND, &key);
+        Ok(())
     }
 }
 
@@ -587,9 +590,12 @@ async fn reconcile<K: SyncKind>(v: Arc<K>, s: Arc<KindSync<K>>) -> Result<Action
         name = v.name_any()
     );
     let key = key_of(v.as_ref());
+    let timer = s.shared.metrics.start_reconcile(K::KIND);
     let r = tracing::Instrument::instrument(reconcile_inner(v.as_ref(), &s), span).await;
+    timer.finish(r.as_ref());
     if r.is_ok() {
         s.shared.backoff.reset(&format!("{}/{key}", K::KIND));
+        s.shared.metrics.settled(K::KIND, &key);
     }
     r
 }
@@ -634,6 +640,9 @@ async fn reconcile_inner<K: SyncKind>(v: &K, s: &KindSync<K>) -> Result<Action, 
     match (host, ownership) {
         (None, _) => {
             K::create(shared, v, &desired).await?;
+            shared
+                .metrics
+                .change_applied(Direction::Down, K::KIND, &key);
             tracing::info!(key, host = host_name, "created host copy");
         }
         (Some(_), Some(Ownership::Foreign)) => {
@@ -651,6 +660,9 @@ async fn reconcile_inner<K: SyncKind>(v: &K, s: &KindSync<K>) -> Result<Action, 
             }
             if let Some(updated) = K::merge(&h, &desired) {
                 replace_host(&api, K::KIND, &updated).await?;
+                shared
+                    .metrics
+                    .change_applied(Direction::Down, K::KIND, &key);
                 tracing::info!(key, host = host_name, "updated host copy");
             }
             K::sync_up(shared, v, &h).await?;
@@ -695,6 +707,12 @@ async fn run_kind<K, S>(
 {
     let (host, hstream) = cached_stream(shared.host_api::<K>(), shared.host_watch_config());
     let tenant = shared.cfg.tenant.clone();
+    let metrics = shared.metrics.clone();
+    let vstream = metrics.observe_virtual(K::KIND, vstream);
+    let hstream = metrics.observe_host(K::KIND, tenant.clone(), hstream);
+    metrics.track_cache(ApiLabel::Virtual, K::KIND, virt.clone());
+    metrics.controller_started(K::KIND, shared.cfg.concurrency);
+    let objects = metrics.track_host_objects(K::KIND, tenant.clone(), host.clone(), stop.signal());
     let mut c = Controller::for_stream(vstream, virt.clone())
         .with_config(controller::Config::default().concurrency(shared.cfg.concurrency as u16))
         .watches_stream(hstream, move |h: K| {
@@ -716,7 +734,7 @@ async fn run_kind<K, S>(
             sweep_unreferenced::<K>(&shared, &host, stop.signal()).await;
         }
     };
-    futures::join!(drain(K::KIND, controller), gc, sweep);
+    futures::join!(drain(K::KIND, controller), gc, sweep, objects);
 }
 
 /// Delete host configmaps/secrets that nothing references any more (a pod referencing them was

@@ -236,8 +236,16 @@ pub struct Shared {
     /// Virtual ingresses (filled by the ingress controller's watch; their TLS secrets count as
     /// referenced).
     pub virtual_ingresses: Store<k8s_openapi::api::networking::v1::Ingress>,
+    /// This tenant's host pods: one cache for the pod sync, the event back-sync and the node
+    /// back-sync (filled by the pod controller's watch).
+    pub host_pods: Store<k8s_openapi::api::core::v1::Pod>,
+    /// Every host pod change, for the consumers of [`Shared::host_pods`] that react to them.
+    pub host_pod_changes: tokio::sync::broadcast::Sender<Arc<k8s_openapi::api::core::v1::Pod>>,
     /// Wake the configmap / secret sync for objects a pod or ingress just referenced.
     pub triggers: Triggers,
+    /// Metrics (reconciles, sync latency, caches); [`Shared::new`] starts with a private
+    /// registry, [`Shared::with_metrics`] shares the one the health endpoint serves.
+    pub metrics: Arc<crate::metrics::Metrics>,
     pending: Mutex<Pending>,
 }
 
@@ -259,6 +267,9 @@ struct Pending {
         Option<tokio::sync::mpsc::UnboundedReceiver<ObjectRef<k8s_openapi::api::core::v1::Secret>>>,
     virtual_pods: Option<reflector::store::Writer<k8s_openapi::api::core::v1::Pod>>,
     virtual_ingresses: Option<reflector::store::Writer<k8s_openapi::api::networking::v1::Ingress>>,
+    host_pods: Option<reflector::store::Writer<k8s_openapi::api::core::v1::Pod>>,
+    /// Subscribed up front so no change is missed before the consumers start.
+    host_pod_changes: Vec<tokio::sync::broadcast::Receiver<Arc<k8s_openapi::api::core::v1::Pod>>>,
 }
 
 impl Shared {
@@ -275,6 +286,9 @@ impl Shared {
         let (secret_tx, secret_rx) = tokio::sync::mpsc::unbounded_channel();
         let (virtual_pods, pods_writer) = reflector::store();
         let (virtual_ingresses, ingresses_writer) = reflector::store();
+        let (host_pods, host_pods_writer) = reflector::store();
+        let (host_pod_changes, _) = tokio::sync::broadcast::channel(4096);
+        let subscribers = (0..2).map(|_| host_pod_changes.subscribe()).collect();
         Shared {
             recorder: Recorder::new(virt.clone(), reporter),
             cfg,
@@ -284,17 +298,28 @@ impl Shared {
             backoff: Backoff::default(),
             virtual_pods,
             virtual_ingresses,
+            host_pods,
+            host_pod_changes,
             triggers: Triggers {
                 config_maps: cm_tx,
                 secrets: secret_tx,
             },
+            metrics: Arc::new(crate::metrics::Metrics::new()),
             pending: Mutex::new(Pending {
                 config_maps: Some(cm_rx),
                 secrets: Some(secret_rx),
                 virtual_pods: Some(pods_writer),
                 virtual_ingresses: Some(ingresses_writer),
+                host_pods: Some(host_pods_writer),
+                host_pod_changes: subscribers,
             }),
         }
+    }
+
+    /// Record into `metrics` instead of a private registry.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Shared {
+        self.metrics = metrics;
+        self
     }
 
     fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
@@ -609,6 +634,40 @@ impl Shared {
             .virtual_ingresses
             .take()
             .expect("the ingress controller starts once")
+    }
+
+    /// The writer of [`Shared::host_pods`] (taken once, by the pod controller).
+    pub fn take_host_pods_writer(
+        &self,
+    ) -> reflector::store::Writer<k8s_openapi::api::core::v1::Pod> {
+        self.pending()
+            .host_pods
+            .take()
+            .expect("the pod controller starts once")
+    }
+
+    /// A stream of host pod changes (two consumers: the event and node back-syncs). A consumer
+    /// that falls behind skips ahead; it still reads the current state from the shared cache.
+    pub fn host_pod_change_stream(
+        &self,
+    ) -> impl Stream<Item = Result<k8s_openapi::api::core::v1::Pod, watcher::Error>> + Send + 'static
+    {
+        let rx = self
+            .pending()
+            .host_pod_changes
+            .pop()
+            .expect("two consumers of host pod changes");
+        futures::stream::unfold(rx, |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(p) => return Some((Ok((*p).clone()), rx)),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::debug!(skipped = n, "a host pod change consumer fell behind");
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        })
     }
 
     /// The configmap trigger receiver (taken once).

@@ -540,7 +540,8 @@ impl NodeSync {
 
 /// Run the node back-sync until `stop`.
 pub async fn run(shared: Arc<Shared>, stop: Stop) {
-    let (host_pods, pstream) = cached_stream(shared.host_api::<Pod>(), shared.host_watch_config());
+    let host_pods = shared.host_pods.clone();
+    let pstream = shared.host_pod_change_stream();
     let (virtual_nodes, vstream) = cached_stream(
         Api::<Node>::all(shared.virt.clone()),
         watcher::Config::default().labels(&markers::tenant_selector(&shared.cfg.tenant)),

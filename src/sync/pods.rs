@@ -28,6 +28,7 @@ use super::{
     source_ref,
 };
 use crate::markers::{self, Ownership};
+use crate::metrics::{ApiLabel, Direction};
 use crate::translate::pod::{
     PodEnv, TokenSource, host_pod, merge_into_host, token_secret_name, token_sources,
 };
@@ -122,12 +123,23 @@ pub async fn run(shared: Arc<Shared>, stop: super::Stop) {
         watcher::Config::default(),
         writer,
     );
-    let (host_pods, hstream) = cached_stream(shared.host_api::<Pod>(), shared.host_watch_config());
+    let host_pods = shared.host_pods.clone();
+    let hstream = super::cached_stream_into(
+        shared.host_api::<Pod>(),
+        shared.host_watch_config(),
+        shared.take_host_pods_writer(),
+    );
     let token_cfg = watcher::Config::default().labels(&format!(
         "{},{TOKEN_ROLE_LABEL}={TOKEN_ROLE}",
         markers::tenant_selector(&shared.cfg.tenant)
     ));
     let (token_secrets, sstream) = cached_stream(shared.host_api::<Secret>(), token_cfg);
+    let metrics = shared.metrics.clone();
+    let vstream = metrics.observe_virtual(KIND, vstream);
+    let hstream = metrics.observe_host(KIND, shared.cfg.tenant.clone(), hstream);
+    metrics.track_cache(ApiLabel::Virtual, KIND, virtual_pods.clone());
+    metrics.track_cache(ApiLabel::Host, "PodTokenSecret", token_secrets.clone());
+    metrics.controller_started(KIND, shared.cfg.concurrency);
     let sync = Arc::new(PodSync {
         shared: shared.clone(),
         virtual_pods: virtual_pods.clone(),
@@ -138,6 +150,10 @@ pub async fn run(shared: Arc<Shared>, stop: super::Stop) {
 
     // Every change of a virtual pod, its host pod or its token Secret queues the virtual pod.
     let queue = FairQueue::new();
+    metrics.track_queue_depth("pod", {
+        let queue = queue.clone();
+        move || queue.depth()
+    });
     let tenant = shared.cfg.tenant.clone();
     let feed_virtual = vstream.take_until(stop.signal()).for_each(|r| {
         if let Ok(p) = r {
@@ -146,6 +162,10 @@ pub async fn run(shared: Arc<Shared>, stop: super::Stop) {
         futures::future::ready(())
     });
     let feed_host = hstream.take_until(stop.signal()).for_each(|r| {
+        if let Ok(h) = &r {
+            // The event and node back-syncs react to host pod changes too.
+            let _ = shared.host_pod_changes.send(Arc::new(h.clone()));
+        }
         if let Ok(h) = r
             && let Some(src) = source_ref::<Pod, Pod>(&tenant, KIND, &h)
         {
@@ -162,8 +182,14 @@ pub async fn run(shared: Arc<Shared>, stop: super::Stop) {
         futures::future::ready(())
     });
     let workers = work(sync.clone(), queue.clone(), stop.clone());
+    let objects = metrics.track_host_objects(
+        KIND,
+        shared.cfg.tenant.clone(),
+        host_pods.clone(),
+        stop.signal(),
+    );
     let gc = super::gc::run::<Pod>(shared.clone(), KIND, host_pods, virtual_pods, stop.signal());
-    futures::join!(feed_virtual, feed_host, feed_tokens, workers, gc);
+    futures::join!(feed_virtual, feed_host, feed_tokens, workers, gc, objects);
 }
 
 /// Run reconciles from the fair queue, `concurrency` at a time, until `stop`; then let the
@@ -221,9 +247,13 @@ async fn process(sync: &PodSync, (ns, name): &(String, String)) -> Option<Durati
         namespace = ns.as_str(),
         name = name.as_str()
     );
-    match reconcile_inner(&vp, sync).instrument_span(span).await {
+    let timer = sync.shared.metrics.start_reconcile(KIND);
+    let result = reconcile_inner(&vp, sync).instrument_span(span).await;
+    timer.finish_after(result.as_ref().copied());
+    match result {
         Ok(next) => {
             sync.shared.backoff.reset(&key);
+            sync.shared.metrics.settled(KIND, &key);
             next
         }
         Err(err) => Some(on_error(sync, &vp, &key, &err).await),
@@ -349,6 +379,7 @@ async fn reconcile_inner(vp: &Pod, sync: &PodSync) -> Result<Option<Duration>, S
                 return Ok(None);
             }
             let created = create_host(&host_api, KIND, &desired).await?;
+            shared.metrics.change_applied(Direction::Down, KIND, &key);
             tracing::info!(key, host = host_name, "created host pod");
             ensure_tokens(sync, vp, &created).await?;
             return Ok(None);
@@ -379,6 +410,7 @@ async fn reconcile_inner(vp: &Pod, sync: &PodSync) -> Result<Option<Duration>, S
         && let Some(updated) = merge_into_host(&host, &desired)
     {
         replace_host(&host_api, KIND, &updated).await?;
+        shared.metrics.change_applied(Direction::Down, KIND, &key);
     }
     let refresh = ensure_tokens(sync, vp, &host).await?;
     sync_up(shared, vp, &host).await?;
@@ -476,9 +508,10 @@ async fn sync_up(shared: &Shared, vp: &Pod, host: &Pod) -> Result<(), SyncError>
             .await
             .map_err(|source| SyncError::UpdateVirtualStatus {
                 kind: KIND,
-                key,
+                key: key.clone(),
                 source,
             })?;
+        shared.metrics.change_applied(Direction::Up, KIND, &key);
     }
     Ok(())
 }
