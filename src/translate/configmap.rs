@@ -31,12 +31,7 @@ mod tests {
 
     use crate::markers;
 
-    fn ctx() -> Context {
-        Context {
-            tenant: "acme".into(),
-            host_namespace: "tenant-acme".into(),
-        }
-    }
+    use crate::translate::test_ctx as ctx;
 
     fn cm(immutable: Option<bool>) -> ConfigMap {
         ConfigMap {

@@ -173,12 +173,7 @@ mod tests {
 
     use crate::markers;
 
-    fn ctx() -> Context {
-        Context {
-            tenant: "acme".into(),
-            host_namespace: "tenant-acme".into(),
-        }
-    }
+    use crate::translate::test_ctx as ctx;
 
     fn pod_ref(ns: Option<&str>, name: &str) -> ObjectReference {
         ObjectReference {

@@ -125,12 +125,7 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
     use rstest::rstest;
 
-    fn ctx() -> Context {
-        Context {
-            tenant: "acme".into(),
-            host_namespace: "tenant-acme".into(),
-        }
-    }
+    use crate::translate::test_ctx as ctx;
 
     fn service(name: &str, port: ServiceBackendPort) -> IngressBackend {
         IngressBackend {

@@ -183,16 +183,20 @@ fn merge_map(
     }
 }
 
+/// The tenant context every translation test uses.
+#[cfg(test)]
+pub(crate) fn test_ctx() -> Context {
+    Context {
+        tenant: "acme".into(),
+        host_namespace: "tenant-acme".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn ctx() -> Context {
-        Context {
-            tenant: "acme".into(),
-            host_namespace: "tenant-acme".into(),
-        }
-    }
+    use crate::translate::test_ctx as ctx;
 
     #[test]
     fn host_meta_copies_tenant_keys_and_adds_markers() {

@@ -523,12 +523,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn ctx() -> Context {
-        Context {
-            tenant: "acme".into(),
-            host_namespace: "tenant-acme".into(),
-        }
-    }
+    use crate::translate::test_ctx as ctx;
 
     fn env() -> PodEnv {
         PodEnv {

@@ -61,12 +61,7 @@ mod tests {
 
     use crate::markers;
 
-    fn ctx() -> Context {
-        Context {
-            tenant: "acme".into(),
-            host_namespace: "tenant-acme".into(),
-        }
-    }
+    use crate::translate::test_ctx as ctx;
 
     fn bytes(s: &str) -> ByteString {
         ByteString(s.as_bytes().to_vec())

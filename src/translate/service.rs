@@ -138,12 +138,7 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
     use rstest::rstest;
 
-    fn ctx() -> Context {
-        Context {
-            tenant: "acme".into(),
-            host_namespace: "tenant-acme".into(),
-        }
-    }
+    use crate::translate::test_ctx as ctx;
 
     fn meta(name: &str) -> ObjectMeta {
         ObjectMeta {
