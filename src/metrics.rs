@@ -27,14 +27,16 @@ use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt};
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::Store;
-use kube::{Client, Resource};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use serde::de::DeserializeOwned;
 
 use crate::markers;
 use crate::sync::SyncError;
@@ -537,13 +539,8 @@ impl Metrics {
         lock(&self.last_contact)[api.index()]
     }
 
-    /// Registers a cache the readiness probe waits for; it counts as synced once its store
-    /// is ready. The waiting task ends by itself when the store's writer is dropped.
-    pub fn track_cache<K>(self: &Arc<Self>, api: ApiLabel, cache: &'static str, store: Store<K>)
-    where
-        K: Resource + Clone + Send + Sync + 'static,
-        K::DynamicType: Eq + Hash + Clone + Send + Sync,
-    {
+    /// Registers a cache the readiness probe waits for, not yet synced.
+    fn expect_cache(&self, api: ApiLabel, cache: &'static str) {
         lock(&self.caches).insert((api, cache), false);
         self.cache_synced
             .get_or_create(&CacheLabels {
@@ -551,12 +548,69 @@ impl Metrics {
                 cache,
             })
             .set(0);
+    }
+
+    /// Whether the cache registered as `(api, cache)` has synced.
+    pub fn cache_synced(&self, api: ApiLabel, cache: &'static str) -> bool {
+        lock(&self.caches)
+            .get(&(api, cache))
+            .copied()
+            .unwrap_or(false)
+    }
+
+    /// [`crate::sync::cached_stream`] that also reports, for readiness and
+    /// `vcsync_cache_synced{api,cache}`, when the cache's initial list is complete.
+    ///
+    /// The signal is the watcher's `InitDone` event rather than
+    /// [`Store::wait_until_ready`]: kube-runtime 5 wakes only the most recent of several
+    /// concurrent waiters of one store, so an extra waiter could stall a controller's.
+    pub fn cached_stream<K>(
+        self: &Arc<Self>,
+        api: ApiLabel,
+        cache: &'static str,
+        list: kube::Api<K>,
+        cfg: watcher::Config,
+    ) -> (
+        Store<K>,
+        impl Stream<Item = Result<K, watcher::Error>> + Send + use<K>,
+    )
+    where
+        K: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+        K::DynamicType: Default + Eq + Hash + Clone,
+    {
+        let (reader, writer) = reflector::store();
+        (
+            reader,
+            self.cached_stream_into(api, cache, list, cfg, writer),
+        )
+    }
+
+    /// [`crate::sync::cached_stream_into`] with the readiness report of
+    /// [`Metrics::cached_stream`].
+    pub fn cached_stream_into<K>(
+        self: &Arc<Self>,
+        api: ApiLabel,
+        cache: &'static str,
+        list: kube::Api<K>,
+        cfg: watcher::Config,
+        writer: reflector::store::Writer<K>,
+    ) -> impl Stream<Item = Result<K, watcher::Error>> + Send + use<K>
+    where
+        K: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+        K::DynamicType: Default + Eq + Hash + Clone,
+    {
+        self.expect_cache(api, cache);
         let metrics = self.clone();
-        tokio::spawn(async move {
-            if store.wait_until_ready().await.is_ok() {
-                metrics.cache_ready(api, cache);
-            }
-        });
+        watcher(list, cfg)
+            .default_backoff()
+            .modify(|o: &mut K| o.managed_fields_mut().clear())
+            .inspect(move |e| {
+                if let Ok(watcher::Event::InitDone) = e {
+                    metrics.cache_ready(api, cache);
+                }
+            })
+            .reflect(writer)
+            .touched_objects()
     }
 
     fn cache_ready(&self, api: ApiLabel, cache: &'static str) {
@@ -586,7 +640,8 @@ impl Metrics {
     }
 
     /// Keeps `vcsync_objects_synced{kind}` equal to the host objects of `kind` in `store`
-    /// that carry this tenant's markers, and registers `store` as a host cache, until `stop`.
+    /// that carry this tenant's markers, until `stop`. `store` must be filled by a stream from
+    /// [`Metrics::cached_stream`] registered as `(ApiLabel::Host, kind)`.
     pub async fn track_host_objects<K>(
         self: Arc<Self>,
         kind: &'static str,
@@ -597,12 +652,13 @@ impl Metrics {
         K: Resource + Clone + Send + Sync + 'static,
         K::DynamicType: Eq + Hash + Clone + Send + Sync,
     {
-        self.track_cache(ApiLabel::Host, kind, store.clone());
         let refresh = async {
-            if store.wait_until_ready().await.is_err() {
-                return;
-            }
             loop {
+                // Before its initial list the cache would under-count.
+                if !self.cache_synced(ApiLabel::Host, kind) {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
                 let n = store
                     .state()
                     .iter()
@@ -1202,19 +1258,28 @@ mod tests {
         assert_eq!(m.guardrails(), vec![("resourcequota", true)]);
     }
 
-    #[tokio::test]
-    async fn caches_count_once_their_store_is_ready() {
+    #[test]
+    fn caches_count_once_their_initial_list_is_done() {
         let m = Arc::new(Metrics::new());
         assert_eq!(m.unsynced_caches(), None);
-        let (store, mut writer) =
-            kube::runtime::reflector::store::<k8s_openapi::api::core::v1::Pod>();
-        m.track_cache(ApiLabel::Virtual, "Pod", store);
-        assert_eq!(m.unsynced_caches(), Some(vec!["virtual/Pod".to_owned()]));
-        writer.apply_watcher_event(&kube::runtime::watcher::Event::InitDone);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while m.unsynced_caches() != Some(vec![]) {
-            assert!(Instant::now() < deadline, "{:?}", m.unsynced_caches());
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        m.expect_cache(ApiLabel::Virtual, "Pod");
+        m.expect_cache(ApiLabel::Host, "Pod");
+        assert_eq!(
+            m.unsynced_caches(),
+            Some(vec!["host/Pod".to_owned(), "virtual/Pod".to_owned()])
+        );
+        m.cache_ready(ApiLabel::Virtual, "Pod");
+        assert!(m.cache_synced(ApiLabel::Virtual, "Pod"));
+        assert!(!m.cache_synced(ApiLabel::Host, "Pod"));
+        assert_eq!(m.unsynced_caches(), Some(vec!["host/Pod".to_owned()]));
+        let t = m.encode();
+        assert_eq!(
+            sample(&t, "vcsync_cache_synced{api=\"virtual\",cache=\"Pod\"}"),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(&t, "vcsync_cache_synced{api=\"host\",cache=\"Pod\"}"),
+            Some(0.0)
+        );
     }
 }

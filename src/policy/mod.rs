@@ -11,8 +11,8 @@
 //! - [`pods`]: [`check_pod`] — PSS plus node placement, RuntimeClass / PriorityClass and volume
 //!   types;
 //! - [`services`]: [`check_service`], [`check_endpoints`], [`check_endpoint_slice`];
-//! - [`ingress`]: [`check_ingress`];
-//! - [`storage`]: [`check_pvc`];
+//! - [`ingress`]: the Ingress checks, [`check_ingress`];
+//! - [`storage`]: the PersistentVolumeClaim checks, [`check_pvc`];
 //! - [`net`]: CIDRs, hostname patterns and the addresses no tenant may ever target.
 //!
 //! Facts only known at run time (the host API server's and nodes' addresses, hostnames other
@@ -310,7 +310,6 @@ pub const DEFAULT_DENIED_ANNOTATIONS: &[&str] = &[
     "nginx.ingress.kubernetes.io/mirror-target",
     "nginx.ingress.kubernetes.io/mirror-host",
     "haproxy.org/*snippet*",
-    "haproxy.router.openshift.io/*",
     "traefik.ingress.kubernetes.io/router.middlewares",
 ];
 

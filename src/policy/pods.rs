@@ -347,7 +347,6 @@ pub fn dropped_tolerations(policy: &Policy, pod: &Pod) -> Vec<Toleration> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::Level;
     use rstest::rstest;
     use serde_json::{Value, json};
 
@@ -560,7 +559,6 @@ pods:
             );
         }
         assert_eq!(rules(&check_pod(&policy(yaml), &p)), want);
-        assert_eq!(policy(yaml).pod_security.level >= Level::Privileged, true);
     }
 
     #[rstest]

@@ -464,7 +464,7 @@ async fn reconcile_inner(ev: &Event, sync: &EventSync) -> Result<Action, EventSy
     let shared = &sync.shared;
     let host_ns = &shared.cfg.host_namespace;
     // Judging "already copied" from a half-filled cache would write again after a restart.
-    if sync.virtual_events.wait_until_ready().await.is_err() {
+    if !super::cache_ready(&sync.virtual_events).await {
         return Ok(Action::await_change());
     }
     let Some((kind, name)) = involved_host_object(ev, host_ns) else {

@@ -38,7 +38,7 @@ pub async fn run<K>(
 {
     let sweep = async {
         // Never judge orphans from a half-filled cache: that would delete everything.
-        if host.wait_until_ready().await.is_err() || virt.wait_until_ready().await.is_err() {
+        if !super::cache_ready(&host).await || !super::cache_ready(&virt).await {
             return;
         }
         loop {

@@ -29,8 +29,8 @@ use serde_json::json;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
 use super::{
-    Shared, Stop, SyncError, cached_stream, cached_stream_into, create_host, delete_host, drain,
-    key_of, reasons, replace_host, source_ref,
+    Shared, Stop, SyncError, create_host, delete_host, drain, key_of, reasons, replace_host,
+    source_ref,
 };
 use crate::markers::{self, Ownership};
 use crate::metrics::{ApiLabel, Direction};
@@ -603,12 +603,11 @@ async fn reconcile<K: SyncKind>(v: Arc<K>, s: Arc<KindSync<K>>) -> Result<Action
 async fn reconcile_inner<K: SyncKind>(v: &K, s: &KindSync<K>) -> Result<Action, SyncError> {
     let shared = &s.shared;
     // Decisions need the host cache: an empty one would make every host copy look missing.
-    s.host
-        .wait_until_ready()
-        .await
-        .map_err(|_| SyncError::Waiting {
+    if !super::cache_ready(&s.host).await {
+        return Err(SyncError::Waiting {
             what: format!("the host {} cache", K::KIND),
-        })?;
+        });
+    }
     let ns = v.namespace().unwrap_or_default();
     let key = key_of(v);
     let host_name = shared.ctx.host_name(&ns, &v.name_any(), K::RULE);
@@ -705,12 +704,16 @@ async fn run_kind<K, S>(
     K: SyncKind,
     S: futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
 {
-    let (host, hstream) = cached_stream(shared.host_api::<K>(), shared.host_watch_config());
+    let (host, hstream) = shared.metrics.cached_stream(
+        ApiLabel::Host,
+        K::KIND,
+        shared.host_api::<K>(),
+        shared.host_watch_config(),
+    );
     let tenant = shared.cfg.tenant.clone();
     let metrics = shared.metrics.clone();
     let vstream = metrics.observe_virtual(K::KIND, vstream);
     let hstream = metrics.observe_host(K::KIND, tenant.clone(), hstream);
-    metrics.track_cache(ApiLabel::Virtual, K::KIND, virt.clone());
     metrics.controller_started(K::KIND, shared.cfg.concurrency);
     let objects = metrics.track_host_objects(K::KIND, tenant.clone(), host.clone(), stop.signal());
     let mut c = Controller::for_stream(vstream, virt.clone())
@@ -746,12 +749,10 @@ async fn sweep_unreferenced<K: SyncKind>(
 ) {
     let secrets = K::KIND == "Secret";
     let sweep = async {
-        if host.wait_until_ready().await.is_err()
-            || shared.virtual_pods.wait_until_ready().await.is_err()
-        {
+        if !super::cache_ready(host).await || !super::cache_ready(&shared.virtual_pods).await {
             return;
         }
-        if secrets && shared.virtual_ingresses.wait_until_ready().await.is_err() {
+        if secrets && !super::cache_ready(&shared.virtual_ingresses).await {
             return;
         }
         let api: Api<K> = shared.host_api();
@@ -794,14 +795,45 @@ pub async fn run(shared: Arc<Shared>, stop: Stop) {
     let vcfg = watcher::Config::default;
     let all = |shared: &Shared| shared.virt.clone();
 
-    let (cms, cms_stream) = cached_stream(Api::<ConfigMap>::all(all(&shared)), vcfg());
-    let (secrets, secrets_stream) = cached_stream(Api::<Secret>::all(all(&shared)), vcfg());
-    let (svcs, svcs_stream) = cached_stream(Api::<Service>::all(all(&shared)), vcfg());
-    let (eps, eps_stream) = cached_stream(Api::<Endpoints>::all(all(&shared)), vcfg());
-    let (slices, slices_stream) = cached_stream(Api::<EndpointSlice>::all(all(&shared)), vcfg());
+    let (cms, cms_stream) = shared.metrics.cached_stream(
+        ApiLabel::Virtual,
+        "ConfigMap",
+        Api::<ConfigMap>::all(all(&shared)),
+        vcfg(),
+    );
+    let (secrets, secrets_stream) = shared.metrics.cached_stream(
+        ApiLabel::Virtual,
+        "Secret",
+        Api::<Secret>::all(all(&shared)),
+        vcfg(),
+    );
+    let (svcs, svcs_stream) = shared.metrics.cached_stream(
+        ApiLabel::Virtual,
+        "Service",
+        Api::<Service>::all(all(&shared)),
+        vcfg(),
+    );
+    let (eps, eps_stream) = shared.metrics.cached_stream(
+        ApiLabel::Virtual,
+        "Endpoints",
+        Api::<Endpoints>::all(all(&shared)),
+        vcfg(),
+    );
+    let (slices, slices_stream) = shared.metrics.cached_stream(
+        ApiLabel::Virtual,
+        "EndpointSlice",
+        Api::<EndpointSlice>::all(all(&shared)),
+        vcfg(),
+    );
     let ing_writer = shared.take_virtual_ingresses_writer();
     let ings = shared.virtual_ingresses.clone();
-    let ings_stream = cached_stream_into(Api::<Ingress>::all(all(&shared)), vcfg(), ing_writer);
+    let ings_stream = shared.metrics.cached_stream_into(
+        ApiLabel::Virtual,
+        "Ingress",
+        Api::<Ingress>::all(all(&shared)),
+        vcfg(),
+        ing_writer,
+    );
     // An ingress names its TLS secrets: sync them when the ingress changes.
     let triggers = shared.triggers.clone();
     let ings_stream = ings_stream.map(move |r| {

@@ -410,6 +410,24 @@ where
     (reader, stream)
 }
 
+/// Wait until `store` has finished its initial list; `false` if its writer went away.
+///
+/// kube-runtime 5's `Store::wait_until_ready` keeps only the most recent waiter's wakeup
+/// (kube-rs#1243), and several tasks wait on the same caches here; so the wait is re-polled
+/// every 100 ms instead of trusting one wakeup.
+pub async fn cache_ready<K>(store: &Store<K>) -> bool
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + Hash + Clone,
+{
+    loop {
+        match tokio::time::timeout(Duration::from_millis(100), store.wait_until_ready()).await {
+            Ok(r) => return r.is_ok(),
+            Err(_) => continue,
+        }
+    }
+}
+
 /// Like [`cached_stream`], filling a store created elsewhere.
 pub fn cached_stream_into<K>(
     api: Api<K>,

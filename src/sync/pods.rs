@@ -24,8 +24,7 @@ use serde_json::json;
 
 use super::queue::FairQueue;
 use super::{
-    Shared, SyncError, cached_stream, create_host, delete_host, key_of, reasons, replace_host,
-    source_ref,
+    Shared, SyncError, create_host, delete_host, key_of, reasons, replace_host, source_ref,
 };
 use crate::markers::{self, Ownership};
 use crate::metrics::{ApiLabel, Direction};
@@ -118,13 +117,17 @@ impl PodSync {
 pub async fn run(shared: Arc<Shared>, stop: super::Stop) {
     let writer = shared.take_virtual_pods_writer();
     let virtual_pods = shared.virtual_pods.clone();
-    let vstream = super::cached_stream_into(
+    let vstream = shared.metrics.cached_stream_into(
+        ApiLabel::Virtual,
+        KIND,
         Api::<Pod>::all(shared.virt.clone()),
         watcher::Config::default(),
         writer,
     );
     let host_pods = shared.host_pods.clone();
-    let hstream = super::cached_stream_into(
+    let hstream = shared.metrics.cached_stream_into(
+        ApiLabel::Host,
+        KIND,
         shared.host_api::<Pod>(),
         shared.host_watch_config(),
         shared.take_host_pods_writer(),
@@ -133,12 +136,15 @@ pub async fn run(shared: Arc<Shared>, stop: super::Stop) {
         "{},{TOKEN_ROLE_LABEL}={TOKEN_ROLE}",
         markers::tenant_selector(&shared.cfg.tenant)
     ));
-    let (token_secrets, sstream) = cached_stream(shared.host_api::<Secret>(), token_cfg);
+    let (token_secrets, sstream) = shared.metrics.cached_stream(
+        ApiLabel::Host,
+        "PodTokenSecret",
+        shared.host_api::<Secret>(),
+        token_cfg,
+    );
     let metrics = shared.metrics.clone();
     let vstream = metrics.observe_virtual(KIND, vstream);
     let hstream = metrics.observe_host(KIND, shared.cfg.tenant.clone(), hstream);
-    metrics.track_cache(ApiLabel::Virtual, KIND, virtual_pods.clone());
-    metrics.track_cache(ApiLabel::Host, "PodTokenSecret", token_secrets.clone());
     metrics.controller_started(KIND, shared.cfg.concurrency);
     let sync = Arc::new(PodSync {
         shared: shared.clone(),
@@ -196,9 +202,9 @@ pub async fn run(shared: Arc<Shared>, stop: super::Stop) {
 /// in-flight ones finish.
 async fn work(sync: Arc<PodSync>, queue: FairQueue, stop: super::Stop) {
     let ready = async {
-        let _ = sync.virtual_pods.wait_until_ready().await;
-        let _ = sync.host_pods.wait_until_ready().await;
-        let _ = sync.token_secrets.wait_until_ready().await;
+        super::cache_ready(&sync.virtual_pods).await;
+        super::cache_ready(&sync.host_pods).await;
+        super::cache_ready(&sync.token_secrets).await;
     };
     tokio::select! {
         _ = ready => {}
@@ -298,14 +304,12 @@ async fn reconcile_inner(vp: &Pod, sync: &PodSync) -> Result<Option<Duration>, S
     let waiting = |what: &str| SyncError::Waiting {
         what: what.to_string(),
     };
-    sync.host_pods
-        .wait_until_ready()
-        .await
-        .map_err(|_| waiting("the host pod cache"))?;
-    sync.token_secrets
-        .wait_until_ready()
-        .await
-        .map_err(|_| waiting("the token secret cache"))?;
+    if !super::cache_ready(&sync.host_pods).await {
+        return Err(waiting("the host pod cache"));
+    }
+    if !super::cache_ready(&sync.token_secrets).await {
+        return Err(waiting("the token secret cache"));
+    }
     let ns = vp.namespace().unwrap_or_default();
     let vname = vp.name_any();
     let key = format!("{ns}/{vname}");
