@@ -45,6 +45,9 @@ pub enum RunError {
     /// The leader election timings contradict each other.
     #[error("invalid leader election timings: {0}")]
     LeaderTimings(#[from] TimingError),
+    /// The isolation policy file is invalid.
+    #[error(transparent)]
+    LoadPolicy(#[from] crate::policy::LoadError),
     /// This replica stopped being the leader without being asked to stop.
     #[error("stopped syncing: {0}")]
     LostLease(#[from] LostLease),
@@ -73,7 +76,22 @@ pub async fn run_until(config: Config, shutdown: impl Future<Output = ()>) -> Re
     if config.leader_election.enabled {
         config.leader_election.lease.check_timings()?;
     }
+    // An invalid policy stops start-up, naming the path and reason.
+    let mut policy = match &config.policy {
+        Some(path) => crate::policy::Policy::load(path)?,
+        None => crate::policy::Policy::default(),
+    };
     let clients = KubeClients::from_config(&config).await?;
+    // The host API server's own address is never a valid target of a tenant endpoint.
+    if let Some(ip) = url_ip(&clients.host.url) {
+        policy.host_facts.api_server.push(ip);
+    }
+    if let Some(ip) = std::env::var("KUBERNETES_SERVICE_HOST")
+        .ok()
+        .and_then(|h| h.parse().ok())
+    {
+        policy.host_facts.api_server.push(ip);
+    }
     let versions = clients.check_reachable(config.api_timeout).await?;
     info!(
         virtual_url = %clients.virtual_.url,
@@ -101,7 +119,7 @@ pub async fn run_until(config: Config, shutdown: impl Future<Output = ()>) -> Re
         host.clone(),
         virt.clone(),
     ));
-    let result = lead_and_sync(&config, &health, host, virt, shutdown).await;
+    let result = lead_and_sync(&config, &health, host, virt, policy, shutdown).await;
     health.set_role(Role::Stopping);
     probes.abort();
     let _ = server_stop.send(());
@@ -119,17 +137,33 @@ async fn lead_and_sync(
     health: &Arc<Health>,
     host: Client,
     virt: Client,
+    policy: crate::policy::Policy,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     tokio::pin!(shutdown);
     let engine = Arc::new(
         crate::sync::Shared::new(engine_config(config), host.clone(), virt)
-            .with_metrics(health.metrics().clone()),
+            .with_metrics(health.metrics().clone())
+            .with_policy(policy),
+    );
+    // The tenant kubeconfig Secret is the leader's job, like every other host write.
+    let kubeconfig = crate::kubeconfig::maintain_secret(
+        host.clone(),
+        config.tenant_kubeconfig.clone(),
+        crate::kubeconfig::SecretTarget {
+            namespace: config.host_namespace.to_string(),
+            name: config.kubeconfig_secret.to_string(),
+        },
+        crate::kubeconfig::RESYNC,
+        futures::future::pending::<()>(),
     );
     if !config.leader_election.enabled {
         health.set_role(Role::Leading);
         info!("leader election is off; starting the sync engine");
-        crate::sync::run(engine, shutdown).await;
+        tokio::select! {
+            _ = crate::sync::run(engine, shutdown) => {}
+            _ = kubeconfig => {}
+        }
         info!("shutdown requested; the engine stopped");
         return Ok(());
     }
@@ -162,10 +196,15 @@ async fn lead_and_sync(
     info!(lease = %lease.name, identity = %lease.identity, "became the leader; starting the sync engine");
 
     let (stop_engine, engine_stopped) = tokio::sync::watch::channel(false);
-    let engine = crate::sync::run(engine, async move {
-        let mut rx = engine_stopped;
-        let _ = rx.wait_for(|stop| *stop).await;
-    });
+    let engine = async move {
+        tokio::select! {
+            _ = crate::sync::run(engine, async move {
+                let mut rx = engine_stopped;
+                let _ = rx.wait_for(|stop| *stop).await;
+            }) => {}
+            _ = kubeconfig => {}
+        }
+    };
     tokio::pin!(engine);
     let mut lost = None;
     {
@@ -212,6 +251,17 @@ async fn lead_and_sync(
         }
     }
     Ok(())
+}
+
+/// The IP address in an API server URL, if it is one (not a host name).
+fn url_ip(url: &str) -> Option<std::net::IpAddr> {
+    let host = url
+        .parse::<http::Uri>()
+        .ok()?
+        .host()?
+        .trim_matches(['[', ']'])
+        .to_string();
+    host.parse().ok()
 }
 
 /// The engine's settings from the validated configuration.

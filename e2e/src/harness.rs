@@ -44,7 +44,19 @@ pub struct Harness {
     pub host_server: Option<TestApiServer>,
     pub virtual_server: Option<TestApiServer>,
     pub kubelet: Option<KubeletHandle>,
+    /// The isolation policy the engine runs with ([`test_policy`] unless a test sets another).
+    pub policy: vcsync::policy::Policy,
     engine: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
+}
+
+/// The policy of the sync tests: the secure defaults, opened just enough for the objects those
+/// tests create (an ingress class and `*.example.com` hosts, endpoints in 10.0.0.0/8). The
+/// policy's own e2e tests start from the defaults instead.
+pub fn test_policy() -> vcsync::policy::Policy {
+    vcsync::policy::Policy::from_yaml(
+        "services:\n  allowedEndpointCidrs: [10.0.0.0/8]\ningress:\n  class:\n    allowed: [nginx]\n    default: nginx\n  allowedHosts: [\"*.example.com\"]\n",
+    )
+    .expect("the test policy is valid")
 }
 
 impl Harness {
@@ -133,6 +145,7 @@ impl Harness {
             host_server,
             virtual_server,
             kubelet: Some(kubelet),
+            policy: test_policy(),
             engine: None,
         }
     }
@@ -153,11 +166,14 @@ impl Harness {
     /// Start the engine in-process.
     pub fn start_engine(&mut self) {
         assert!(self.engine.is_none(), "the engine is already running");
-        let shared = Arc::new(vcsync::sync::Shared::new(
-            self.engine_config(),
-            self.engine_host.clone(),
-            self.engine_virt.clone(),
-        ));
+        let shared = Arc::new(
+            vcsync::sync::Shared::new(
+                self.engine_config(),
+                self.engine_host.clone(),
+                self.engine_virt.clone(),
+            )
+            .with_policy(self.policy.clone()),
+        );
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             vcsync::sync::run(shared, async move {

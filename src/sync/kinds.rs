@@ -82,6 +82,15 @@ pub trait SyncKind:
         async move { create_host(&api, Self::KIND, &desired).await }
     }
 
+    /// The isolation policy's verdict: the allowed (possibly rewritten) object, or every
+    /// violated rule.
+    fn check(
+        _policy: &crate::policy::Policy,
+        v: &Self,
+    ) -> Result<Self, Vec<crate::policy::Violation>> {
+        Ok(v.clone())
+    }
+
     /// Copy host state up to the virtual object (status).
     fn sync_up(
         _shared: &Shared,
@@ -97,6 +106,9 @@ fn referenced(shared: &Shared, secrets: bool) -> HashSet<(String, String)> {
     let mut out = HashSet::new();
     for p in shared.virtual_pods.state() {
         let ns = p.namespace().unwrap_or_default();
+        if shared.pod_refused(&ns, &p.name_any()) {
+            continue;
+        }
         let refs = translate::references::pod_references(&p);
         let names = if secrets {
             refs.secrets
@@ -124,7 +136,7 @@ fn is_referenced(shared: &Shared, ns: &str, name: &str, secrets: bool) -> bool {
         .virtual_pods
         .state()
         .into_iter()
-        .filter(|p| p.namespace().as_deref() == Some(ns))
+        .filter(|p| p.namespace().as_deref() == Some(ns) && !shared.pod_refused(ns, &p.name_any()))
         .any(|p| {
             let refs = translate::references::pod_references(&p);
             if secrets {
@@ -144,6 +156,23 @@ fn is_referenced(shared: &Shared, ns: &str, name: &str, secrets: bool) -> bool {
                     .secrets
                     .contains(name)
             }))
+}
+
+/// The virtual API's own `default/kubernetes` service (and its endpoints): its ClusterIP is the
+/// first of the range, which the host's own `kubernetes` service holds; tenant pods reach the
+/// virtual API through `--api-service` instead.
+fn is_virtual_api_service<K: SyncKind>(v: &K) -> bool {
+    let svc_name = match K::KIND {
+        "Service" | "Endpoints" => v.meta().name.clone(),
+        "EndpointSlice" => v
+            .meta()
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(translate::endpoints::SERVICE_NAME_LABEL))
+            .cloned(),
+        _ => None,
+    };
+    v.meta().namespace.as_deref() == Some("default") && svc_name.as_deref() == Some("kubernetes")
 }
 
 // ----- ConfigMap -----
@@ -228,6 +257,13 @@ impl SyncKind for Secret {
 impl SyncKind for Service {
     const KIND: &'static str = "Service";
     const RULE: NameRule = NameRule::Dns1035Label;
+
+    fn check(
+        policy: &crate::policy::Policy,
+        v: &Self,
+    ) -> Result<Self, Vec<crate::policy::Violation>> {
+        crate::policy::services::check_service(policy, v)
+    }
 
     fn translate(ctx: &Context, v: &Self) -> Result<Self, Vec<TranslateError>> {
         translate::service::host_service(ctx, v)
@@ -422,6 +458,13 @@ impl SyncKind for Endpoints {
     const KIND: &'static str = "Endpoints";
     const RULE: NameRule = NameRule::Dns1035Label;
 
+    fn check(
+        policy: &crate::policy::Policy,
+        v: &Self,
+    ) -> Result<Self, Vec<crate::policy::Violation>> {
+        crate::policy::services::check_endpoints(policy, v)
+    }
+
     fn translate(ctx: &Context, v: &Self) -> Result<Self, Vec<TranslateError>> {
         translate::endpoints::host_endpoints(ctx, v)
     }
@@ -463,6 +506,13 @@ const CONTROLLER_MANAGED_SLICES: &[&str] = &[
 impl SyncKind for EndpointSlice {
     const KIND: &'static str = "EndpointSlice";
     const RULE: NameRule = NameRule::Dns1123Subdomain;
+
+    fn check(
+        policy: &crate::policy::Policy,
+        v: &Self,
+    ) -> Result<Self, Vec<crate::policy::Violation>> {
+        crate::policy::services::check_endpoint_slice(policy, v)
+    }
 
     fn translate(ctx: &Context, v: &Self) -> Result<Self, Vec<TranslateError>> {
         translate::endpoints::host_endpoint_slice(ctx, v)
@@ -517,6 +567,13 @@ impl SyncKind for EndpointSlice {
 impl SyncKind for Ingress {
     const KIND: &'static str = "Ingress";
     const RULE: NameRule = NameRule::Dns1123Subdomain;
+
+    fn check(
+        policy: &crate::policy::Policy,
+        v: &Self,
+    ) -> Result<Self, Vec<crate::policy::Violation>> {
+        crate::policy::check_ingress(policy, v)
+    }
 
     fn translate(ctx: &Context, v: &Self) -> Result<Self, Vec<TranslateError>> {
         translate::ingress::host_ingress(ctx, v)
@@ -618,7 +675,9 @@ async fn reconcile_inner<K: SyncKind>(v: &K, s: &KindSync<K>) -> Result<Action, 
     let src = shared.ctx.source(K::KIND, v.meta());
     let ownership = host.as_ref().map(|h| markers::ownership(h.meta(), &src));
 
-    let wanted = v.meta().deletion_timestamp.is_none() && K::wanted(shared, v).await?;
+    let wanted = v.meta().deletion_timestamp.is_none()
+        && !is_virtual_api_service::<K>(v)
+        && K::wanted(shared, v).await?;
     if !wanted {
         if let (Some(h), Some(Ownership::Ours | Ownership::Stale)) = (&host, &ownership) {
             delete_host(&api, K::KIND, &host_name, h.meta().uid.as_deref(), None).await?;
@@ -631,6 +690,9 @@ async fn reconcile_inner<K: SyncKind>(v: &K, s: &KindSync<K>) -> Result<Action, 
         return Ok(Action::await_change());
     }
 
+    let allowed = K::check(&shared.policy, v)
+        .map_err(|violations| shared.policy_error(K::KIND, &key, &violations))?;
+    let v = &allowed;
     let desired = K::translate(&shared.ctx, v).map_err(|errs| SyncError::Untranslatable {
         kind: K::KIND,
         key: key.clone(),
@@ -678,14 +740,9 @@ fn error_policy<K: SyncKind>(v: Arc<K>, err: &SyncError, s: Arc<KindSync<K>>) ->
         return Action::requeue(shared.backoff.next(&key));
     }
     let obj_ref = v.object_ref(&());
-    let (msg, label) = (err.to_string(), err.metric_label());
+    let (msg, label, reason) = (err.to_string(), err.metric_label(), err.event_reason());
     tracing::warn!(controller = K::KIND, key, error = %msg, reason = label, "refused");
     tokio::spawn(async move {
-        let reason = if label == "ownership_conflict" {
-            "OwnershipConflict"
-        } else {
-            "SyncRefused"
-        };
         shared.warn(&obj_ref, reason, msg).await;
     });
     Action::requeue(Duration::from_secs(300))

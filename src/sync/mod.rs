@@ -114,6 +114,12 @@ pub enum SyncError {
         name: String,
         key: String,
     },
+    #[error("{message}")]
+    PolicyViolation {
+        kind: &'static str,
+        key: String,
+        message: String,
+    },
     #[error("waiting for {what}")]
     Waiting { what: String },
 }
@@ -141,7 +147,9 @@ impl SyncError {
     pub fn is_permanent(&self) -> bool {
         matches!(
             self,
-            SyncError::Untranslatable { .. } | SyncError::Foreign { .. }
+            SyncError::Untranslatable { .. }
+                | SyncError::Foreign { .. }
+                | SyncError::PolicyViolation { .. }
         ) || matches!(self.api_code(), Some(400 | 403 | 422))
     }
 
@@ -150,6 +158,7 @@ impl SyncError {
         match self {
             SyncError::Untranslatable { .. } => "untranslatable",
             SyncError::Foreign { .. } => "ownership_conflict",
+            SyncError::PolicyViolation { .. } => "policy_violation",
             SyncError::Waiting { .. } => "waiting",
             _ => match self.api_code() {
                 Some(409) => "conflict",
@@ -164,10 +173,11 @@ impl SyncError {
     }
 
     /// The Event reason shown to the tenant.
-    fn event_reason(&self) -> &'static str {
+    pub fn event_reason(&self) -> &'static str {
         match self {
             SyncError::Untranslatable { .. } => "SyncRefused",
             SyncError::Foreign { .. } => "OwnershipConflict",
+            SyncError::PolicyViolation { .. } => "PolicyViolation",
             _ => "SyncFailed",
         }
     }
@@ -246,6 +256,10 @@ pub struct Shared {
     /// Metrics (reconciles, sync latency, caches); [`Shared::new`] starts with a private
     /// registry, [`Shared::with_metrics`] shares the one the health endpoint serves.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The tenant's isolation policy, checked before anything is written to the host.
+    pub policy: Arc<crate::policy::Policy>,
+    /// Virtual pods the policy refused: what they reference is not synced either.
+    pub refused_pods: Mutex<std::collections::HashSet<(String, String)>>,
     pending: Mutex<Pending>,
 }
 
@@ -305,6 +319,8 @@ impl Shared {
                 secrets: secret_tx,
             },
             metrics: Arc::new(crate::metrics::Metrics::new()),
+            policy: Arc::new(crate::policy::Policy::default()),
+            refused_pods: Mutex::new(std::collections::HashSet::new()),
             pending: Mutex::new(Pending {
                 config_maps: Some(cm_rx),
                 secrets: Some(secret_rx),
@@ -313,6 +329,48 @@ impl Shared {
                 host_pods: Some(host_pods_writer),
                 host_pod_changes: subscribers,
             }),
+        }
+    }
+
+    /// Check objects against `policy` (the default is the secure default policy).
+    pub fn with_policy(mut self, policy: crate::policy::Policy) -> Shared {
+        self.policy = Arc::new(policy);
+        self
+    }
+
+    /// Whether the policy refused virtual pod `ns/name` (its references are not synced).
+    pub fn pod_refused(&self, ns: &str, name: &str) -> bool {
+        self.refused_pods
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&(ns.to_string(), name.to_string()))
+    }
+
+    /// Record whether the policy refused a virtual pod.
+    pub fn set_pod_refused(&self, ns: &str, name: &str, refused: bool) {
+        let mut set = self.refused_pods.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (ns.to_string(), name.to_string());
+        if refused {
+            set.insert(key);
+        } else {
+            set.remove(&key);
+        }
+    }
+
+    /// The `PolicyViolation` error for `kind` `key`, counted per rule.
+    pub fn policy_error(
+        &self,
+        kind: &'static str,
+        key: &str,
+        violations: &[crate::policy::Violation],
+    ) -> SyncError {
+        for v in violations {
+            self.metrics.policy_violation(kind, v.rule);
+        }
+        SyncError::PolicyViolation {
+            kind,
+            key: key.to_string(),
+            message: self.policy.event_message(kind, violations),
         }
     }
 

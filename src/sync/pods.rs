@@ -271,13 +271,8 @@ async fn on_error(sync: &PodSync, vp: &Pod, key: &str, err: &SyncError) -> Durat
     let shared = &sync.shared;
     if err.is_permanent() {
         tracing::warn!(controller = "pod", key, error = %err, reason = err.metric_label(), "refused");
-        let reason = if matches!(err, SyncError::Foreign { .. }) {
-            "OwnershipConflict"
-        } else {
-            "SyncRefused"
-        };
         shared
-            .warn(&vp.object_ref(&()), reason, err.to_string())
+            .warn(&vp.object_ref(&()), err.event_reason(), err.to_string())
             .await;
         // The pod's next change queues it again; this is only a safety net.
         return Duration::from_secs(300);
@@ -351,16 +346,20 @@ async fn reconcile_inner(vp: &Pod, sync: &PodSync) -> Result<Option<Duration>, S
         }
     }
 
-    let desired = host_pod(&shared.ctx, &sync.env().await?, vp).map_err(|errs| {
-        SyncError::Untranslatable {
-            kind: KIND,
-            key: key.clone(),
-            reasons: reasons(&errs),
+    // The isolation policy first: a refused pod (and what only it references) never reaches the
+    // host.
+    let allowed = match crate::policy::check_pod(&shared.policy, vp) {
+        Ok(p) => {
+            shared.set_pod_refused(&ns, &vname, false);
+            p
         }
-    })?;
-
+        Err(violations) => {
+            shared.set_pod_refused(&ns, &vname, true);
+            return Err(shared.policy_error(KIND, &key, &violations));
+        }
+    };
     // The configmaps and secrets the pod mounts are synced on demand.
-    let refs = crate::translate::references::pod_references(vp);
+    let refs = crate::translate::references::pod_references(&allowed);
     for cm in &refs.config_maps {
         let _ = shared
             .triggers
@@ -373,6 +372,14 @@ async fn reconcile_inner(vp: &Pod, sync: &PodSync) -> Result<Option<Duration>, S
             .secrets
             .send(ObjectRef::new(secret).within(&ns));
     }
+
+    let desired = host_pod(&shared.ctx, &sync.env().await?, &allowed).map_err(|errs| {
+        SyncError::Untranslatable {
+            kind: KIND,
+            key: key.clone(),
+            reasons: reasons(&errs),
+        }
+    })?;
 
     let host = match (host, ownership) {
         (None, _) => {

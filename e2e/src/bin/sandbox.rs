@@ -118,11 +118,13 @@ async fn main() -> anyhow::Result<()> {
         dns_service: ("kube-system".into(), "kube-dns".into()),
         cluster_domain: "cluster.local".into(),
     };
-    let shared = Arc::new(vcsync::sync::Shared::new(
-        engine_cfg,
-        hc.clone(),
-        vc.clone(),
-    ));
+    // The sample ingress needs a class and a host the policy allows; the rest is the secure
+    // default (see the policy section of the README).
+    let policy = vcsync::policy::Policy::from_yaml(
+        "ingress:\n  class:\n    allowed: [nginx]\n    default: nginx\n  allowedHosts: [\"*.demo.example.com\"]\n",
+    )?;
+    let shared =
+        Arc::new(vcsync::sync::Shared::new(engine_cfg, hc.clone(), vc.clone()).with_policy(policy));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let engine = tokio::spawn(vcsync::sync::run(shared, async move {
         let _ = stop_rx.await;
