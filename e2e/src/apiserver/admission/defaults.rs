@@ -457,7 +457,13 @@ pub fn default_service(svc: &mut Value) {
             reorder(p, SERVICE_PORT_ORDER);
         }
     }
-    if (ty == "NodePort" || ty == "LoadBalancer") && is_empty_str(&spec["externalTrafficPolicy"]) {
+    // External IPs route like node ports: kube-apiserver defaults the policy for them too.
+    let has_external_ips = spec["externalIPs"]
+        .as_array()
+        .is_some_and(|a| !a.is_empty());
+    if (ty == "NodePort" || ty == "LoadBalancer" || has_external_ips)
+        && is_empty_str(&spec["externalTrafficPolicy"])
+    {
         spec["externalTrafficPolicy"] = json!("Cluster");
     }
     if ty == "LoadBalancer" && spec["allocateLoadBalancerNodePorts"].is_null() {

@@ -288,7 +288,10 @@ fn admit_service_update(
         spec.remove("internalTrafficPolicy");
     }
     if !alloc::needs_node_ports(obj) {
-        let keep_etp = new_type == "NodePort" || new_type == "LoadBalancer";
+        let external_ips = obj["spec"]["externalIPs"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty());
+        let keep_etp = new_type == "NodePort" || new_type == "LoadBalancer" || external_ips;
         if let Some(spec) = obj["spec"].as_object_mut() {
             if !keep_etp {
                 spec.remove("externalTrafficPolicy");
