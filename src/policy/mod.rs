@@ -42,7 +42,7 @@ pub use storage::check_pvc;
 
 use load::push_key;
 
-/// One tenant's isolation policy. Field docs name the YAML key; `docs/policy.md` explains each
+/// One tenant's isolation policy. Field docs name the YAML key; the README's "Isolation policy" section explains each
 /// setting, its default, and the attack it closes.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
