@@ -478,20 +478,33 @@ impl SyncKind for Endpoints {
 
     fn wanted(shared: &Shared, v: &Self) -> impl Future<Output = Result<bool, SyncError>> + Send {
         // Only the endpoints of selector-less services: the host computes the others itself.
-        let api: Api<Service> =
-            Api::namespaced(shared.virt.clone(), &v.namespace().unwrap_or_default());
-        let name = v.name_any();
-        async move {
-            let svc = api.get_opt(&name).await.map_err(|source| SyncError::Read {
-                what: format!("virtual service {name}"),
-                source,
-            })?;
-            Ok(svc.is_some_and(|s| {
-                s.spec
-                    .as_ref()
-                    .is_none_or(|sp| sp.selector.as_ref().is_none_or(|sel| sel.is_empty()))
-            }))
-        }
+        selectorless_service(
+            shared,
+            &v.namespace().unwrap_or_default(),
+            Some(v.name_any()),
+        )
+    }
+}
+
+/// Whether virtual service `ns/name` exists and has no selector (its endpoints are the tenant's
+/// to give, so they are synced; the host computes the others itself).
+fn selectorless_service(
+    shared: &Shared,
+    ns: &str,
+    name: Option<String>,
+) -> impl Future<Output = Result<bool, SyncError>> + Send + use<> {
+    let api: Api<Service> = Api::namespaced(shared.virt.clone(), ns);
+    async move {
+        let Some(name) = name else { return Ok(false) };
+        let svc = api.get_opt(&name).await.map_err(|source| SyncError::Read {
+            what: format!("virtual service {name}"),
+            source,
+        })?;
+        Ok(svc.is_some_and(|s| {
+            s.spec
+                .as_ref()
+                .is_none_or(|sp| sp.selector.as_ref().is_none_or(|sel| sel.is_empty()))
+        }))
     }
 }
 
@@ -539,26 +552,12 @@ impl SyncKind for EndpointSlice {
         let service = labels
             .get(translate::endpoints::SERVICE_NAME_LABEL)
             .cloned();
-        let api: Api<Service> =
-            Api::namespaced(shared.virt.clone(), &v.namespace().unwrap_or_default());
-        async move {
-            // Slices the virtual API's controllers made mirror what the host makes itself.
-            let Some(service) = service.filter(|_| !managed) else {
-                return Ok(false);
-            };
-            let svc = api
-                .get_opt(&service)
-                .await
-                .map_err(|source| SyncError::Read {
-                    what: format!("virtual service {service}"),
-                    source,
-                })?;
-            Ok(svc.is_some_and(|s| {
-                s.spec
-                    .as_ref()
-                    .is_none_or(|sp| sp.selector.as_ref().is_none_or(|sel| sel.is_empty()))
-            }))
-        }
+        // Slices the virtual API's controllers made mirror what the host makes itself.
+        selectorless_service(
+            shared,
+            &v.namespace().unwrap_or_default(),
+            service.filter(|_| !managed),
+        )
     }
 }
 
