@@ -224,6 +224,22 @@ pub struct RunArgs {
     #[arg(long, env = "VCSYNC_POLICY", value_name = "FILE")]
     pub policy: Option<PathBuf>,
 
+    /// Refuse to start (exit 1) when the host namespace lacks a guardrail: Pod Security labels,
+    /// a ResourceQuota, a LimitRange or a default-deny NetworkPolicy.
+    #[arg(long, env = "VCSYNC_REQUIRE_GUARDRAILS")]
+    pub require_guardrails: bool,
+
+    /// Seconds between checks of the host namespace guardrails (for tests).
+    #[arg(
+        long,
+        env = "VCSYNC_GUARDRAILS_INTERVAL_SECONDS",
+        value_name = "SECONDS",
+        default_value_t = 60,
+        value_parser = clap::value_parser!(u64).range(1..=86400),
+        hide = true
+    )]
+    pub guardrails_interval_seconds: u64,
+
     /// Leader election.
     #[command(flatten)]
     pub leader_election: LeaderElectionFlags,
@@ -359,6 +375,10 @@ pub struct Config {
     pub tenant_kubeconfig: crate::kubeconfig::TenantKubeconfigSource,
     /// Isolation policy file; `None`: the default policy.
     pub policy: Option<PathBuf>,
+    /// Refuse to start when a host namespace guardrail is missing.
+    pub require_guardrails: bool,
+    /// Time between guardrail checks after start-up.
+    pub guardrails_interval: Duration,
 }
 
 /// Parse `namespace/name` into two DNS labels.
@@ -404,6 +424,8 @@ impl RunArgs {
             kubeconfig_secret: self.kubeconfig_secret,
             tenant_kubeconfig,
             policy: self.policy,
+            require_guardrails: self.require_guardrails,
+            guardrails_interval: Duration::from_secs(self.guardrails_interval_seconds),
         }
     }
 }
@@ -522,6 +544,8 @@ mod tests {
         assert_eq!(config.concurrency.get(), 8);
         assert_eq!(config.metrics_addr, "0.0.0.0:8080".parse().unwrap());
         assert_eq!(config.api_timeout, Duration::from_secs(10));
+        assert!(!config.require_guardrails);
+        assert_eq!(config.guardrails_interval, Duration::from_secs(60));
     }
 
     #[test]
@@ -541,8 +565,13 @@ mod tests {
             "json",
             "--log-level",
             "vcsync=debug,kube=warn",
+            "--require-guardrails",
+            "--guardrails-interval-seconds",
+            "5",
         ])
         .unwrap();
+        assert!(config.require_guardrails);
+        assert_eq!(config.guardrails_interval, Duration::from_secs(5));
         assert_eq!(args.log_format, LogFormat::Json);
         assert_eq!(args.log_level.as_str(), "vcsync=debug,kube=warn");
         assert_eq!(

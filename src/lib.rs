@@ -24,6 +24,9 @@
 //!   `vcsync_*`) and the API request counting client wrapper.
 //! - [`health`]: the `/livez`, `/readyz` and `/metrics` endpoint.
 //! - [`leader`]: Lease-based leader election in the host namespace.
+//! - [`guardrails`]: the start-up and periodic check that the host namespace
+//!   has its Pod Security labels, ResourceQuota, LimitRange and default-deny
+//!   NetworkPolicy (`--require-guardrails`).
 //! - [`policy`]: the tenant's isolation policy (`--policy FILE`) and the pure
 //!   checks every object passes before it is written to the host.
 //! - [`run`]: the `vcsync run` command. The sync engine itself is not written
@@ -31,6 +34,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod guardrails;
 pub mod health;
 pub mod kube_clients;
 pub mod kubeconfig;

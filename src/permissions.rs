@@ -15,6 +15,8 @@
 //! - `get`: the ownership check after a create answered 409 (`sync::create_host`),
 //!   the tenant API Service lookup (`sync::pods`), leader election and the
 //!   kubeconfig Secret ([`crate::kubeconfig::ensure_kubeconfig_secret`]).
+//! - `list` of ResourceQuotas, LimitRanges and NetworkPolicies: the guardrail
+//!   check ([`crate::guardrails`]); never written.
 //!
 //! Host status subresources are never written (status only flows up to the
 //! virtual API), and host Events are only read (events vcsync records go to
@@ -95,6 +97,24 @@ pub const HOST_PERMISSIONS: &[Permission] = &[
         used_by: "sync::events (host events copied up)",
     },
     Permission {
+        group: "",
+        resource: "resourcequotas",
+        verbs: &["list"],
+        used_by: "guardrails (is there a ResourceQuota?)",
+    },
+    Permission {
+        group: "",
+        resource: "limitranges",
+        verbs: &["list"],
+        used_by: "guardrails (is there a LimitRange?)",
+    },
+    Permission {
+        group: "networking.k8s.io",
+        resource: "networkpolicies",
+        verbs: &["list"],
+        used_by: "guardrails (is there a default-deny NetworkPolicy?)",
+    },
+    Permission {
         group: "coordination.k8s.io",
         resource: "leases",
         verbs: &["get", "create", "update"],
@@ -104,13 +124,22 @@ pub const HOST_PERMISSIONS: &[Permission] = &[
 
 /// Cluster-scoped requests that an optional ClusterRole may grant
 /// (`manifests/components/host-nodes`). Without it vcsync still works:
-/// `sync::nodes` synthesizes virtual nodes when the host answers 403.
-pub const OPTIONAL_CLUSTER_PERMISSIONS: &[Permission] = &[Permission {
-    group: "",
-    resource: "nodes",
-    verbs: &["get"],
-    used_by: "sync::nodes (capacity, conditions and labels of the nodes tenant pods run on)",
-}];
+/// `sync::nodes` synthesizes virtual nodes when the host answers 403, and the
+/// guardrail check reports the Namespace's Pod Security labels as unknown.
+pub const OPTIONAL_CLUSTER_PERMISSIONS: &[Permission] = &[
+    Permission {
+        group: "",
+        resource: "nodes",
+        verbs: &["get"],
+        used_by: "sync::nodes (capacity, conditions and labels of the nodes tenant pods run on)",
+    },
+    Permission {
+        group: "",
+        resource: "namespaces",
+        verbs: &["get"],
+        used_by: "guardrails (the host namespace's Pod Security labels; a Role cannot grant it)",
+    },
+];
 
 /// `permissions` flattened to a set of (group, resource, verb).
 pub fn triples(permissions: &[Permission]) -> BTreeSet<(String, String, String)> {

@@ -1,8 +1,10 @@
 //! The `vcsync run` command.
 //!
-//! Connects to both API servers, proves they answer, serves health and metrics
-//! ([`crate::health`]), then waits for the leader Lease ([`crate::leader`]) and runs the sync
-//! engine ([`crate::sync`]) while it holds it, until asked to stop.
+//! Connects to both API servers, proves they answer, checks the host namespace guardrails
+//! ([`crate::guardrails`]; with `--require-guardrails` a missing one stops start-up), serves
+//! health and metrics ([`crate::health`]) while re-checking the guardrails, then waits for
+//! the leader Lease ([`crate::leader`]) and runs the sync engine ([`crate::sync`]) while it
+//! holds it, until asked to stop.
 //!
 //! On SIGTERM: readiness fails at once, the engine stops taking work and gets
 //! [`crate::sync::SHUTDOWN_GRACE`] to finish in-flight writes (the Lease is still renewed
@@ -48,6 +50,9 @@ pub enum RunError {
     /// The isolation policy file is invalid.
     #[error(transparent)]
     LoadPolicy(#[from] crate::policy::LoadError),
+    /// `--require-guardrails` and the host namespace lacks a guardrail.
+    #[error(transparent)]
+    Guardrails(#[from] crate::guardrails::GuardrailsMissing),
     /// This replica stopped being the leader without being asked to stop.
     #[error("stopped syncing: {0}")]
     LostLease(#[from] LostLease),
@@ -107,6 +112,21 @@ pub async fn run_until(config: Config, shutdown: impl Future<Output = ()>) -> Re
     let now = Instant::now();
     metrics.contact(ApiLabel::Host, now);
     metrics.contact(ApiLabel::Virtual, now);
+    // Checked before serving, electing or writing, so `--require-guardrails` stops a replica
+    // before it does anything.
+    let mut guardrails = crate::guardrails::Checker::new(
+        host.clone(),
+        config.host_namespace.to_string(),
+        config.tenant.to_string(),
+        policy.pod_security.level,
+        metrics.clone(),
+    );
+    let report = guardrails.check_once().await;
+    if config.require_guardrails
+        && let Some(refusal) = report.refusal(config.host_namespace.as_str())
+    {
+        return Err(refusal.into());
+    }
     let health = Health::new(metrics);
     let (server_stop, server_stopped) = tokio::sync::oneshot::channel::<()>();
     let (addr, server) = health::serve(config.metrics_addr, health.clone(), async move {
@@ -119,9 +139,11 @@ pub async fn run_until(config: Config, shutdown: impl Future<Output = ()>) -> Re
         host.clone(),
         virt.clone(),
     ));
+    let guardrail_checks = tokio::spawn(guardrails.run(config.guardrails_interval));
     let result = lead_and_sync(&config, &health, host, virt, policy, shutdown).await;
     health.set_role(Role::Stopping);
     probes.abort();
+    guardrail_checks.abort();
     let _ = server_stop.send(());
     let _ = server.await;
     if result.is_ok() {

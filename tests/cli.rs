@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_vcsync");
 
 /// Every `vcsync run` flag with its environment variable.
-const RUN_FLAGS: [(&str, &str); 23] = [
+const RUN_FLAGS: [(&str, &str); 24] = [
     ("--tenant", "VCSYNC_TENANT"),
     ("--host-namespace", "VCSYNC_HOST_NAMESPACE"),
     ("--virtual-kubeconfig", "VCSYNC_VIRTUAL_KUBECONFIG"),
@@ -29,6 +29,7 @@ const RUN_FLAGS: [(&str, &str); 23] = [
     ("--dns-service", "VCSYNC_DNS_SERVICE"),
     ("--cluster-domain", "VCSYNC_CLUSTER_DOMAIN"),
     ("--policy", "VCSYNC_POLICY"),
+    ("--require-guardrails", "VCSYNC_REQUIRE_GUARDRAILS"),
     ("--kubeconfig-secret", "VCSYNC_KUBECONFIG_SECRET"),
     ("--kubeconfig-server", "VCSYNC_KUBECONFIG_SERVER"),
     ("--kubeconfig-credentials", "VCSYNC_KUBECONFIG_CREDENTIALS"),
