@@ -585,8 +585,7 @@ impl Metrics {
         )
     }
 
-    /// [`crate::sync::cached_stream_into`] with the readiness report of
-    /// [`Metrics::cached_stream`].
+    /// Like [`Metrics::cached_stream`], filling a store created elsewhere.
     pub fn cached_stream_into<K>(
         self: &Arc<Self>,
         api: ApiLabel,

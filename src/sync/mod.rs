@@ -22,10 +22,10 @@ use futures::{Stream, StreamExt};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Api, DeleteParams, PostParams};
+use kube::runtime::WatchStreamExt;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher;
-use kube::runtime::{WatchStreamExt, controller::Action};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -419,23 +419,6 @@ impl Shared {
             tracing::warn!(error = %e, "recording a warning event failed");
         }
     }
-
-    /// Turn a reconcile error into the next action: backoff for transient errors, a Warning
-    /// Event and a long wait for permanent ones.
-    pub async fn on_error(&self, obj_ref: &ObjectReference, key: &str, err: &SyncError) -> Action {
-        if let SyncError::Waiting { .. } = err {
-            return Action::requeue(self.backoff.next(key));
-        }
-        if err.is_permanent() {
-            tracing::warn!(key, error = %err, reason = err.metric_label(), "refused");
-            self.warn(obj_ref, err.event_reason(), err.to_string())
-                .await;
-            // The object's next change wakes the controller; this is only a safety net.
-            return Action::requeue(Duration::from_secs(300));
-        }
-        tracing::info!(key, error = %err, reason = err.metric_label(), "retrying");
-        Action::requeue(self.backoff.next(key))
-    }
 }
 
 /// `namespace/name` of an object.
@@ -484,23 +467,6 @@ where
             Err(_) => continue,
         }
     }
-}
-
-/// Like [`cached_stream`], filling a store created elsewhere.
-pub fn cached_stream_into<K>(
-    api: Api<K>,
-    cfg: watcher::Config,
-    writer: reflector::store::Writer<K>,
-) -> impl Stream<Item = Result<K, watcher::Error>> + Send
-where
-    K: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
-    K::DynamicType: Default + Eq + Hash + Clone,
-{
-    watcher(api, cfg)
-        .default_backoff()
-        .modify(|o: &mut K| o.managed_fields_mut().clear())
-        .reflect(writer)
-        .touched_objects()
 }
 
 /// The virtual object a host object was made from (by its markers), for `kind`.
