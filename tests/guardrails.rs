@@ -4,11 +4,8 @@
 //! up in `/metrics` and `/readyz` at the next check. A host identity that may not read the
 //! Namespace (no optional ClusterRole) reports the Pod Security labels as unknown and starts.
 
-use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
@@ -17,146 +14,55 @@ use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde::de::DeserializeOwned;
 use serde_json::json;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use vcsync_e2e::apiserver::{ServerConfig, TestApiServer};
+mod support;
+use support::{Process, get, sample, vcsync_command};
 use vcsync_e2e::testutil::{create_namespace, unique_name, wait_for};
 
-const BIN: &str = env!("CARGO_BIN_EXE_vcsync");
 const WAIT: Duration = Duration::from_secs(45);
 const TENANT: &str = "guarded";
 
-/// One `vcsync run` process, killed on drop.
-struct Vcsync {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
+type Vcsync = Process;
+
+/// `vcsync run --require-guardrails` with a 1 s check interval and leader election off.
+fn spawn(host_kc: &Path, virt_kc: &Path, namespace: &str) -> Vcsync {
+    let mut cmd = vcsync_command();
+    cmd.args(["run", "--tenant", TENANT])
+        .args(["--host-namespace", namespace])
+        .arg("--virtual-kubeconfig")
+        .arg(virt_kc)
+        .arg("--host-kubeconfig")
+        .arg(host_kc)
+        .args(["--metrics-addr", "127.0.0.1:0", "--leader-elect=false"])
+        .args(["--require-guardrails", "--guardrails-interval-seconds", "1"]);
+    Process::spawn(cmd, TENANT)
 }
 
-impl Vcsync {
-    /// `vcsync run --require-guardrails` with a 1 s check interval and leader election off.
-    fn spawn(host_kc: &Path, virt_kc: &Path, namespace: &str) -> Vcsync {
-        let mut cmd = Command::new(BIN);
-        for (key, _) in std::env::vars() {
-            if key.starts_with("VCSYNC_") || key.starts_with("KUBERNETES_SERVICE_") {
-                cmd.env_remove(key);
+/// Polls `path` on `vcsync`'s health endpoint until its body satisfies `want`; on timeout shows
+/// the last body and the logs.
+async fn poll(
+    vcsync: &Vcsync,
+    addr: SocketAddr,
+    path: &str,
+    what: &str,
+    want: impl Fn(&str) -> bool,
+) {
+    let deadline = Instant::now() + WAIT;
+    let mut last = None;
+    loop {
+        if let Some((_, body)) = get(addr, path).await {
+            if want(&body) {
+                return;
             }
+            last = Some(body);
         }
-        cmd.env_remove("KUBECONFIG")
-            .env_remove("POD_NAME")
-            .env_remove("RUST_LOG")
-            .env("VCSYNC_LOG_LEVEL", "info")
-            .args(["--log-format", "json", "run", "--tenant", TENANT])
-            .args(["--host-namespace", namespace])
-            .arg("--virtual-kubeconfig")
-            .arg(virt_kc)
-            .arg("--host-kubeconfig")
-            .arg(host_kc)
-            .args(["--metrics-addr", "127.0.0.1:0", "--leader-elect=false"])
-            .args(["--require-guardrails", "--guardrails-interval-seconds", "1"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("vcsync starts");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        // Read continuously: a full pipe would block the process.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { return };
-                sink.lock().unwrap().push(line);
-            }
-        });
-        Vcsync { child, lines }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {path} never matched; last answer {last:?}; logs:\n{}",
+            vcsync.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-
-    fn logs(&self) -> String {
-        self.lines.lock().unwrap().join("\n")
-    }
-
-    fn logged(&self, needle: &str) -> bool {
-        self.lines
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| l.contains(needle))
-    }
-
-    async fn wait_exit(&mut self) -> std::process::ExitStatus {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "vcsync did not exit; logs:\n{}",
-                self.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// The health endpoint's address, from the log line announcing it.
-    async fn addr(&self) -> SocketAddr {
-        wait_for(WAIT, "the health endpoint's log line", || async {
-            self.lines.lock().unwrap().iter().find_map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).ok()?;
-                v["metrics_addr"].as_str()?.parse().ok()
-            })
-        })
-        .await
-    }
-
-    /// Polls `path` until its body satisfies `want`; on timeout shows the last body and logs.
-    async fn poll(&self, addr: SocketAddr, path: &str, what: &str, want: impl Fn(&str) -> bool) {
-        let deadline = Instant::now() + WAIT;
-        let mut last = None;
-        loop {
-            if let Some((_, body)) = get(addr, path).await {
-                if want(&body) {
-                    return;
-                }
-                last = Some(body);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{what}: {path} never matched; last answer {last:?}; logs:\n{}",
-                self.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-impl Drop for Vcsync {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `GET path` on the health endpoint: status code and body.
-async fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: vcsync\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.ok()?;
-    let (head, body) = out.split_once("\r\n\r\n")?;
-    let code = head.split(' ').nth(1)?.parse().ok()?;
-    Some((code, body.to_owned()))
-}
-
-/// The value of the sample line starting with `series` (full name and labels).
-fn sample(metrics: &str, series: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
 }
 
 fn obj<T: DeserializeOwned>(v: serde_json::Value) -> T {
@@ -200,7 +106,7 @@ impl Env {
     }
 
     fn spawn(&self) -> Vcsync {
-        Vcsync::spawn(&self.host_kc, &self.virt_kc, &self.namespace)
+        spawn(&self.host_kc, &self.virt_kc, &self.namespace)
     }
 
     /// Creates the quota, limit range and default-deny policy (not the namespace labels).
@@ -256,7 +162,7 @@ async fn require_guardrails_refuses_to_start_then_starts_and_watches() {
 
     // Nothing in place: exit 1, one line naming every item.
     let mut refused = env.spawn();
-    let status = refused.wait_exit().await;
+    let status = refused.wait_exit(WAIT).await;
     assert_eq!(status.code(), Some(1), "logs:\n{}", refused.logs());
     let logs = refused.logs();
     let line = logs
@@ -290,34 +196,31 @@ async fn require_guardrails_refuses_to_start_then_starts_and_watches() {
     env.create_namespaced_guardrails().await;
     env.label_namespace().await;
     let running = env.spawn();
-    let addr = running.addr().await;
+    let addr = running.addr(WAIT).await;
     wait_for(WAIT, "the guardrails ok log line", || async {
         running.logged("host namespace guardrails ok").then_some(())
     })
     .await;
     assert!(running.logged("both APIs reachable"));
-    running
-        .poll(addr, "/readyz", "all present", |b| {
-            b.contains("guardrails: all present")
-        })
-        .await;
+    poll(&running, addr, "/readyz", "all present", |b| {
+        b.contains("guardrails: all present")
+    })
+    .await;
 
     // One removed: the next check reports it.
     Api::<LimitRange>::namespaced(env.host.client(), &env.namespace)
         .delete("limits", &DeleteParams::default())
         .await
         .unwrap();
-    running
-        .poll(addr, "/metrics", "limit-range missing", |b| {
-            sample(b, "vcsync_guardrails_missing{item=\"limit-range\"}") == Some(1.0)
-                && sample(b, "vcsync_guardrails_missing{item=\"resource-quota\"}") == Some(0.0)
-        })
-        .await;
-    running
-        .poll(addr, "/readyz", "readyz names it", |b| {
-            b.contains("guardrails: missing limit-range")
-        })
-        .await;
+    poll(&running, addr, "/metrics", "limit-range missing", |b| {
+        sample(b, "vcsync_guardrails_missing{item=\"limit-range\"}") == Some(1.0)
+            && sample(b, "vcsync_guardrails_missing{item=\"resource-quota\"}") == Some(0.0)
+    })
+    .await;
+    poll(&running, addr, "/readyz", "readyz names it", |b| {
+        b.contains("guardrails: missing limit-range")
+    })
+    .await;
     wait_for(WAIT, "the missing log line", || async {
         running
             .logged("host namespace guardrails missing")
@@ -330,13 +233,7 @@ async fn require_guardrails_refuses_to_start_then_starts_and_watches() {
         (env.host.count("list", Some("limitranges")) >= lists + 2).then_some(())
     })
     .await;
-    let passes = running
-        .lines
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|l| l.contains("host namespace guardrails missing"))
-        .count();
+    let passes = running.count_logged("host namespace guardrails missing");
     assert_eq!(passes, 1, "logs:\n{}", running.logs());
 }
 
@@ -352,7 +249,7 @@ async fn a_forbidden_namespace_read_is_unknown_and_does_not_block() {
     // vcsync talks to the host with the token limited to its namespace, as with the Role alone.
     std::fs::write(&env.host_kc, env.host.kubeconfig_yaml_for(&token)).unwrap();
     let running = env.spawn();
-    let addr = running.addr().await;
+    let addr = running.addr(WAIT).await;
     wait_for(WAIT, "the unknown log line", || async {
         running
             .logged("cannot read a host namespace guardrail")
@@ -362,10 +259,15 @@ async fn a_forbidden_namespace_read_is_unknown_and_does_not_block() {
     let logs = running.logs();
     assert!(logs.contains("pod-security-labels"), "{logs}");
     assert!(logs.contains("403"), "{logs}");
-    running
-        .poll(addr, "/metrics", "namespaced items present", |b| {
+    poll(
+        &running,
+        addr,
+        "/metrics",
+        "namespaced items present",
+        |b| {
             sample(b, "vcsync_guardrails_missing{item=\"network-policy\"}") == Some(0.0)
                 && !b.contains("item=\"pod-security-labels\"")
-        })
-        .await;
+        },
+    )
+    .await;
 }

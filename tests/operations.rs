@@ -4,24 +4,21 @@
 //! leader process, and SIGTERM must exit 0 in bounded time having released the Lease.
 //! The Lease logic itself is also tested in-process against a test API server.
 
-use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
 use serde_json::json;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use vcsync::leader::{Attempt, LeaderElector, LeaseConfig};
 use vcsync_e2e::apiserver::{ServerConfig, TestApiServer};
 use vcsync_e2e::harness::Harness;
+mod support;
+use support::{Process, get, sample, vcsync_command};
 use vcsync_e2e::testutil::{create_namespace, unique_name, wait_for};
 
-const BIN: &str = env!("CARGO_BIN_EXE_vcsync");
 const WAIT: Duration = Duration::from_secs(45);
 
 /// Short Lease timings so failover is quick to test.
@@ -29,106 +26,23 @@ const LEASE_SECONDS: u64 = 4;
 const RENEW_SECONDS: u64 = 3;
 const RETRY_SECONDS: u64 = 1;
 
-/// One `vcsync run` process; killed on drop so a failed assertion leaves nothing behind.
-struct Vcsync {
-    child: Child,
-    identity: String,
-    lines: Arc<Mutex<Vec<String>>>,
-}
+type Vcsync = Process;
 
-impl Vcsync {
-    fn spawn(h: &Harness, dir: &Path, identity: &str) -> Vcsync {
-        let (host_kc, virt_kc) = kubeconfigs(h, dir);
-        let mut cmd = Command::new(BIN);
-        for (key, _) in std::env::vars() {
-            if key.starts_with("VCSYNC_") || key.starts_with("KUBERNETES_SERVICE_") {
-                cmd.env_remove(key);
-            }
-        }
-        cmd.env_remove("KUBECONFIG")
-            .env_remove("POD_NAME")
-            .env_remove("RUST_LOG")
-            // `VCSYNC_E2E_LOG=vcsync=debug` shows more in a failure's logs.
-            .env(
-                "VCSYNC_LOG_LEVEL",
-                std::env::var("VCSYNC_E2E_LOG").unwrap_or_else(|_| "info".to_owned()),
-            )
-            .args(["--log-format", "json", "run", "--tenant", &h.tenant])
-            .args(["--host-namespace", &h.host_namespace])
-            .arg("--virtual-kubeconfig")
-            .arg(&virt_kc)
-            .arg("--host-kubeconfig")
-            .arg(&host_kc)
-            .args(["--metrics-addr", "127.0.0.1:0", "--pod-name", identity])
-            .args(["--lease-duration-seconds", &LEASE_SECONDS.to_string()])
-            .args(["--renew-deadline-seconds", &RENEW_SECONDS.to_string()])
-            .args(["--retry-period-seconds", &RETRY_SECONDS.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("vcsync starts");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        // Read continuously: a full pipe would block the process.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { return };
-                sink.lock().unwrap().push(line);
-            }
-        });
-        Vcsync {
-            child,
-            identity: identity.to_owned(),
-            lines,
-        }
-    }
-
-    fn logs(&self) -> String {
-        self.lines.lock().unwrap().join("\n")
-    }
-
-    /// The health endpoint's address, from the log line announcing it.
-    async fn addr(&self) -> SocketAddr {
-        wait_for(WAIT, "the health endpoint's log line", || async {
-            self.lines.lock().unwrap().iter().find_map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).ok()?;
-                v["metrics_addr"].as_str()?.parse().ok()
-            })
-        })
-        .await
-    }
-
-    fn signal(&self, sig: &str) {
-        let status = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success());
-    }
-
-    async fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "vcsync {} did not exit within {within:?}; logs:\n{}",
-                self.identity,
-                self.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for Vcsync {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `vcsync run` with short Lease timings, as replica `identity`.
+fn spawn(h: &Harness, dir: &Path, identity: &str) -> Vcsync {
+    let (host_kc, virt_kc) = kubeconfigs(h, dir);
+    let mut cmd = vcsync_command();
+    cmd.args(["run", "--tenant", &h.tenant])
+        .args(["--host-namespace", &h.host_namespace])
+        .arg("--virtual-kubeconfig")
+        .arg(&virt_kc)
+        .arg("--host-kubeconfig")
+        .arg(&host_kc)
+        .args(["--metrics-addr", "127.0.0.1:0", "--pod-name", identity])
+        .args(["--lease-duration-seconds", &LEASE_SECONDS.to_string()])
+        .args(["--renew-deadline-seconds", &RENEW_SECONDS.to_string()])
+        .args(["--retry-period-seconds", &RETRY_SECONDS.to_string()]);
+    Process::spawn(cmd, identity)
 }
 
 /// Admin kubeconfigs of both test servers, written into `dir`.
@@ -148,21 +62,6 @@ fn kubeconfigs(h: &Harness, dir: &Path) -> (PathBuf, PathBuf) {
     (host, virt)
 }
 
-/// `GET path` on the health endpoint: status code and body.
-async fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: vcsync\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.ok()?;
-    let (head, body) = out.split_once("\r\n\r\n")?;
-    let code = head.split(' ').nth(1)?.parse().ok()?;
-    Some((code, body.to_owned()))
-}
-
 /// The `/readyz` body once it passes with `role` in its leader-election line; on timeout the
 /// failure shows the last body and the process's logs.
 async fn ready_body(addr: SocketAddr, role: &str, vcsync: &Vcsync) -> String {
@@ -179,20 +78,11 @@ async fn ready_body(addr: SocketAddr, role: &str, vcsync: &Vcsync) -> String {
         assert!(
             Instant::now() < deadline,
             "/readyz of {} never passed as {role}; last answer {last:?}; logs:\n{}",
-            vcsync.identity,
+            vcsync.name,
             vcsync.logs()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// The value of the sample line starting with `series` (full name and labels).
-fn sample(metrics: &str, series: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
 }
 
 fn mk_pod(ns: &str, name: &str) -> Pod {
@@ -228,8 +118,8 @@ async fn probes_and_metrics_are_served_and_sigterm_releases_the_lease() {
     let h = Harness::new("ops").await;
     create_namespace(&h.virt, "shop").await;
     let dir = tempfile::tempdir().unwrap();
-    let mut vcsync = Vcsync::spawn(&h, dir.path(), "replica-a");
-    let addr = vcsync.addr().await;
+    let mut vcsync = spawn(&h, dir.path(), "replica-a");
+    let addr = vcsync.addr(WAIT).await;
 
     for path in ["/livez", "/healthz"] {
         let (code, body) = get(addr, path).await.expect("an answer");
@@ -325,9 +215,9 @@ async fn a_follower_takes_over_when_the_leader_is_killed() {
     let h = Harness::new("failover").await;
     create_namespace(&h.virt, "shop").await;
     let dir = tempfile::tempdir().unwrap();
-    let a = Vcsync::spawn(&h, dir.path(), "replica-a");
-    let b = Vcsync::spawn(&h, dir.path(), "replica-b");
-    let (addr_a, addr_b) = (a.addr().await, b.addr().await);
+    let a = spawn(&h, dir.path(), "replica-a");
+    let b = spawn(&h, dir.path(), "replica-b");
+    let (addr_a, addr_b) = (a.addr(WAIT).await, b.addr(WAIT).await);
 
     let leader = wait_for(WAIT, "a leader", || async {
         lease_holder(&h).await.filter(|h| !h.is_empty())
@@ -342,7 +232,7 @@ async fn a_follower_takes_over_when_the_leader_is_killed() {
     // The follower is ready (standing by), not leading, and writes nothing.
     ready_body(
         follower_addr,
-        &format!("standby, leader is {}", leader.identity),
+        &format!("standby, leader is {}", leader.name),
         &follower,
     )
     .await;
@@ -363,7 +253,7 @@ async fn a_follower_takes_over_when_the_leader_is_killed() {
         Duration::from_secs(30),
         "the follower to hold the lease",
         || async {
-            (lease_holder(&h).await.as_deref() == Some(follower.identity.as_str())).then_some(())
+            (lease_holder(&h).await.as_deref() == Some(follower.name.as_str())).then_some(())
         },
     )
     .await;
