@@ -598,12 +598,35 @@ impl Metrics {
         K: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
         K::DynamicType: Default + Eq + Hash + Clone,
     {
+        self.cached_stream_observed(api, cache, list, cfg, writer, |_| {})
+    }
+
+    /// Like [`Metrics::cached_stream_into`], also handing every raw watch event (after
+    /// stripping, before the store sees it) to `observe`: for indexes that must follow the
+    /// store exactly, re-lists included.
+    pub fn cached_stream_observed<K, F>(
+        self: &Arc<Self>,
+        api: ApiLabel,
+        cache: &'static str,
+        list: kube::Api<K>,
+        cfg: watcher::Config,
+        writer: reflector::store::Writer<K>,
+        observe: F,
+    ) -> impl Stream<Item = Result<K, watcher::Error>> + Send + use<K, F>
+    where
+        F: Fn(&watcher::Event<K>) + Send + 'static,
+        K: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+        K::DynamicType: Default + Eq + Hash + Clone,
+    {
         self.expect_cache(api, cache);
         let metrics = self.clone();
         watcher(list, cfg)
             .default_backoff()
             .modify(|o: &mut K| o.managed_fields_mut().clear())
             .inspect(move |e| {
+                if let Ok(e) = e {
+                    observe(e);
+                }
                 if let Ok(watcher::Event::InitDone) = e {
                     metrics.cache_ready(api, cache);
                 }

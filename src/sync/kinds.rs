@@ -7,7 +7,6 @@
 //! and secrets only while something references them), and what flows back up (service and
 //! ingress load-balancer status).
 
-use std::collections::HashSet;
 use std::fmt::Debug;
 use std::future::Future;
 use std::sync::Arc;
@@ -28,6 +27,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
+use super::refs::{RefKind, Target};
 use super::{
     Shared, Stop, SyncError, create_host, delete_host, drain, key_of, reasons, replace_host,
     source_ref,
@@ -101,61 +101,17 @@ pub trait SyncKind:
     }
 }
 
-/// Virtual names referenced by any virtual pod or ingress, as `(namespace, name)`.
-fn referenced(shared: &Shared, secrets: bool) -> HashSet<(String, String)> {
-    let mut out = HashSet::new();
-    for p in shared.virtual_pods.state() {
-        let ns = p.namespace().unwrap_or_default();
-        if shared.pod_refused(&ns, &p.name_any()) {
-            continue;
-        }
-        let refs = translate::references::pod_references(&p);
-        let names = if secrets {
-            refs.secrets
-        } else {
-            refs.config_maps
-        };
-        out.extend(names.into_iter().map(|n| (ns.clone(), n)));
-    }
-    if secrets {
-        for i in shared.virtual_ingresses.state() {
-            let ns = i.namespace().unwrap_or_default();
-            out.extend(
-                translate::ingress::ingress_references(&i)
-                    .secrets
-                    .into_iter()
-                    .map(|n| (ns.clone(), n)),
-            );
-        }
-    }
-    out
-}
-
-fn is_referenced(shared: &Shared, ns: &str, name: &str, secrets: bool) -> bool {
-    let pods = shared
-        .virtual_pods
-        .state()
-        .into_iter()
-        .filter(|p| p.namespace().as_deref() == Some(ns) && !shared.pod_refused(ns, &p.name_any()))
-        .any(|p| {
-            let refs = translate::references::pod_references(&p);
-            if secrets {
-                refs.secrets.contains(name)
-            } else {
-                refs.config_maps.contains(name)
-            }
-        });
-    pods || (secrets
-        && shared
-            .virtual_ingresses
-            .state()
-            .into_iter()
-            .filter(|i| i.namespace().as_deref() == Some(ns))
-            .any(|i| {
-                translate::ingress::ingress_references(&i)
-                    .secrets
-                    .contains(name)
-            }))
+/// Whether virtual config map or secret `v` is referenced now. Waits until the reference
+/// index has listed every kind that can reference it: "unreferenced" from a half-filled index
+/// would delete host copies that pods still mount.
+async fn is_referenced<K: SyncKind>(shared: &Shared, kind: RefKind, v: &K) -> bool {
+    shared.references.wait_ready(kind).await;
+    let target = Target::new(
+        kind,
+        v.meta().namespace.as_deref().unwrap_or(""),
+        v.meta().name.as_deref().unwrap_or(""),
+    );
+    shared.references.is_referenced(&target)
 }
 
 /// The virtual API's own `default/kubernetes` service (and its endpoints): its ClusterIP is the
@@ -201,14 +157,8 @@ impl SyncKind for ConfigMap {
                 || desired.immutable != Some(true))
     }
 
-    fn wanted(shared: &Shared, v: &Self) -> impl Future<Output = Result<bool, SyncError>> + Send {
-        let r = is_referenced(
-            shared,
-            &v.namespace().unwrap_or_default(),
-            &v.name_any(),
-            false,
-        );
-        async move { Ok(r) }
+    async fn wanted(shared: &Shared, v: &Self) -> Result<bool, SyncError> {
+        Ok(is_referenced(shared, RefKind::ConfigMap, v).await)
     }
 }
 
@@ -241,14 +191,7 @@ impl SyncKind for Secret {
     fn wanted(shared: &Shared, v: &Self) -> impl Future<Output = Result<bool, SyncError>> + Send {
         // Service-account token secrets are never synced as such (translation refuses them too).
         let token = v.type_.as_deref() == Some(translate::secret::SERVICE_ACCOUNT_TOKEN_TYPE);
-        let r = !token
-            && is_referenced(
-                shared,
-                &v.namespace().unwrap_or_default(),
-                &v.name_any(),
-                true,
-            );
-        async move { Ok(r) }
+        async move { Ok(!token && is_referenced(shared, RefKind::Secret, v).await) }
     }
 }
 
@@ -798,30 +741,37 @@ async fn run_kind<K, S>(
 
 /// Delete host configmaps/secrets that nothing references any more (a pod referencing them was
 /// deleted): swept periodically, since a deleted pod triggers nothing on the configmap side.
+/// Each pass looks up every host copy in the reference index: proportional to the host copies,
+/// not to the pods.
 async fn sweep_unreferenced<K: SyncKind>(
     shared: &Shared,
     host: &Store<K>,
     stop: impl Future<Output = ()>,
 ) {
-    let secrets = K::KIND == "Secret";
+    let kind = if K::KIND == "Secret" {
+        RefKind::Secret
+    } else {
+        RefKind::ConfigMap
+    };
     let sweep = async {
-        if !super::cache_ready(host).await || !super::cache_ready(&shared.virtual_pods).await {
+        if !super::cache_ready(host).await {
             return;
         }
-        if secrets && !super::cache_ready(&shared.virtual_ingresses).await {
-            return;
-        }
+        // Never judge "unreferenced" before every referrer was listed.
+        shared.references.wait_ready(kind).await;
         let api: Api<K> = shared.host_api();
         loop {
-            let wanted = referenced(shared, secrets);
             for h in host.state() {
-                let Some((kind, ns, name, _)) = markers::source_of(h.meta(), &shared.cfg.tenant)
+                let Some((src_kind, ns, name, _)) =
+                    markers::source_of(h.meta(), &shared.cfg.tenant)
                 else {
                     continue;
                 };
-                if kind != K::KIND
-                    || wanted.contains(&(ns.to_string(), name.to_string()))
+                if src_kind != K::KIND
                     || h.meta().deletion_timestamp.is_some()
+                    || shared
+                        .references
+                        .is_referenced(&Target::new(kind, ns, name))
                 {
                     continue;
                 }
@@ -883,12 +833,17 @@ pub async fn run(shared: Arc<Shared>, stop: Stop) {
     );
     let ing_writer = shared.take_virtual_ingresses_writer();
     let ings = shared.virtual_ingresses.clone();
-    let ings_stream = shared.metrics.cached_stream_into(
+    // The reference index follows the ingress watch (TLS secrets are references).
+    let ings_stream = shared.metrics.cached_stream_observed(
         ApiLabel::Virtual,
         "Ingress",
         Api::<Ingress>::all(all(&shared)),
         vcfg(),
         ing_writer,
+        {
+            let shared = shared.clone();
+            move |e: &watcher::Event<Ingress>| shared.references.observe(e)
+        },
     );
     // An ingress names its TLS secrets: sync them when the ingress changes.
     let triggers = shared.triggers.clone();

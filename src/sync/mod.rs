@@ -39,6 +39,7 @@ pub mod kinds;
 pub mod nodes;
 pub mod pods;
 pub mod queue;
+pub mod refs;
 
 /// Settings of the engine (from the command line).
 #[derive(Debug, Clone)]
@@ -240,12 +241,13 @@ pub struct Shared {
     /// Events on virtual objects.
     pub recorder: Recorder,
     pub backoff: Backoff,
-    /// Virtual pods (filled by the pod controller's watch; read by the configmap and secret
-    /// sync to know what is referenced).
+    /// Virtual pods (filled by the pod controller's watch).
     pub virtual_pods: Store<k8s_openapi::api::core::v1::Pod>,
-    /// Virtual ingresses (filled by the ingress controller's watch; their TLS secrets count as
-    /// referenced).
+    /// Virtual ingresses (filled by the ingress controller's watch).
     pub virtual_ingresses: Store<k8s_openapi::api::networking::v1::Ingress>,
+    /// The config maps and secrets virtual pods and ingresses reference, kept up to date from
+    /// their watches (read by the configmap and secret sync), and the pods the policy refused.
+    pub references: refs::RefIndex,
     /// This tenant's host pods: one cache for the pod sync, the event back-sync and the node
     /// back-sync (filled by the pod controller's watch).
     pub host_pods: Store<k8s_openapi::api::core::v1::Pod>,
@@ -258,8 +260,6 @@ pub struct Shared {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The tenant's isolation policy, checked before anything is written to the host.
     pub policy: Arc<crate::policy::Policy>,
-    /// Virtual pods the policy refused: what they reference is not synced either.
-    pub refused_pods: Mutex<std::collections::HashSet<(String, String)>>,
     pending: Mutex<Pending>,
 }
 
@@ -312,6 +312,7 @@ impl Shared {
             backoff: Backoff::default(),
             virtual_pods,
             virtual_ingresses,
+            references: refs::RefIndex::default(),
             host_pods,
             host_pod_changes,
             triggers: Triggers {
@@ -320,7 +321,6 @@ impl Shared {
             },
             metrics: Arc::new(crate::metrics::Metrics::new()),
             policy: Arc::new(crate::policy::Policy::default()),
-            refused_pods: Mutex::new(std::collections::HashSet::new()),
             pending: Mutex::new(Pending {
                 config_maps: Some(cm_rx),
                 secrets: Some(secret_rx),
@@ -340,21 +340,12 @@ impl Shared {
 
     /// Whether the policy refused virtual pod `ns/name` (its references are not synced).
     pub fn pod_refused(&self, ns: &str, name: &str) -> bool {
-        self.refused_pods
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(&(ns.to_string(), name.to_string()))
+        self.references.pod_refused(ns, name)
     }
 
     /// Record whether the policy refused a virtual pod.
     pub fn set_pod_refused(&self, ns: &str, name: &str, refused: bool) {
-        let mut set = self.refused_pods.lock().unwrap_or_else(|e| e.into_inner());
-        let key = (ns.to_string(), name.to_string());
-        if refused {
-            set.insert(key);
-        } else {
-            set.remove(&key);
-        }
+        self.references.set_pod_refused(ns, name, refused);
     }
 
     /// The `PolicyViolation` error for `kind` `key`, counted per rule.
@@ -442,10 +433,27 @@ where
     K: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone,
 {
+    cached_stream_with(api, cfg, |o: &mut K| o.managed_fields_mut().clear())
+}
+
+/// A reflector over `api` that caches objects as `strip` leaves them: for caches whose readers
+/// need only a few fields of large, numerous objects (events).
+pub fn cached_stream_with<K>(
+    api: Api<K>,
+    cfg: watcher::Config,
+    strip: impl FnMut(&mut K) + Send + 'static,
+) -> (
+    Store<K>,
+    impl Stream<Item = Result<K, watcher::Error>> + Send,
+)
+where
+    K: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone,
+{
     let (reader, writer) = reflector::store();
     let stream = watcher(api, cfg)
         .default_backoff()
-        .modify(|o: &mut K| o.managed_fields_mut().clear())
+        .modify(strip)
         .reflect(writer)
         .touched_objects();
     (reader, stream)

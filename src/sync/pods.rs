@@ -117,12 +117,18 @@ impl PodSync {
 pub async fn run(shared: Arc<Shared>, stop: super::Stop) {
     let writer = shared.take_virtual_pods_writer();
     let virtual_pods = shared.virtual_pods.clone();
-    let vstream = shared.metrics.cached_stream_into(
+    // The reference index follows the same events as the store, so the configmap and secret
+    // sync see a pod's references no later than the pod sync sees the pod.
+    let vstream = shared.metrics.cached_stream_observed(
         ApiLabel::Virtual,
         KIND,
         Api::<Pod>::all(shared.virt.clone()),
         watcher::Config::default(),
         writer,
+        {
+            let shared = shared.clone();
+            move |e: &watcher::Event<Pod>| shared.references.observe(e)
+        },
     );
     let host_pods = shared.host_pods.clone();
     let hstream = shared.metrics.cached_stream_into(
