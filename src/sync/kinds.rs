@@ -431,18 +431,34 @@ impl SyncKind for Endpoints {
 
 /// Whether virtual service `ns/name` exists and has no selector (its endpoints are the tenant's
 /// to give, so they are synced; the host computes the others itself).
+///
+/// Read from the service controller's cache: endpoints change with every pod that becomes
+/// ready, and a GET per change would cost the virtual API one request each. A service missing
+/// from the cache (not listed yet, or created a moment ago) is asked of the API instead, so an
+/// endpoints object created right after its service is not judged orphaned; a service that
+/// changes later wakes its endpoints and slices again (see [`run`]).
 fn selectorless_service(
     shared: &Shared,
     ns: &str,
     name: Option<String>,
 ) -> impl Future<Output = Result<bool, SyncError>> + Send + use<> {
     let api: Api<Service> = Api::namespaced(shared.virt.clone(), ns);
+    let cached = name
+        .as_ref()
+        .and_then(|n| shared.virtual_services.get(&ObjectRef::new(n).within(ns)));
     async move {
         let Some(name) = name else { return Ok(false) };
-        let svc = api.get_opt(&name).await.map_err(|source| SyncError::Read {
-            what: format!("virtual service {name}"),
-            source,
-        })?;
+        let svc = match cached {
+            Some(svc) => Some(svc),
+            None => api
+                .get_opt(&name)
+                .await
+                .map_err(|source| SyncError::Read {
+                    what: format!("virtual service {name}"),
+                    source,
+                })?
+                .map(Arc::new),
+        };
         Ok(svc.is_some_and(|s| {
             s.spec
                 .as_ref()
@@ -813,11 +829,14 @@ pub async fn run(shared: Arc<Shared>, stop: Stop) {
         Api::<Secret>::all(all(&shared)),
         vcfg(),
     );
-    let (svcs, svcs_stream) = shared.metrics.cached_stream(
+    // The service cache is shared: the endpoints and slice sync read it.
+    let svcs = shared.virtual_services.clone();
+    let svcs_stream = shared.metrics.cached_stream_into(
         ApiLabel::Virtual,
         "Service",
         Api::<Service>::all(all(&shared)),
         vcfg(),
+        shared.take_virtual_services_writer(),
     );
     let (eps, eps_stream) = shared.metrics.cached_stream(
         ApiLabel::Virtual,
@@ -857,6 +876,29 @@ pub async fn run(shared: Arc<Shared>, stop: Stop) {
         r
     });
 
+    // Whether a service has a selector decides whether its endpoints and hand-made slices are
+    // synced, and they read it from the service cache: wake them when the service changes.
+    let (eps_tx, eps_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (slices_tx, slices_rx) = tokio::sync::mpsc::unbounded_channel();
+    let slice_index = slices.clone();
+    let svcs_stream = svcs_stream.map(move |r| {
+        if let Ok(svc) = &r {
+            let (ns, name) = (svc.namespace().unwrap_or_default(), svc.name_any());
+            let _ = eps_tx.send(ObjectRef::<Endpoints>::new(&name).within(&ns));
+            for slice in slice_index.state() {
+                if slice.namespace().as_deref() == Some(ns.as_str())
+                    && slice
+                        .labels()
+                        .get(translate::endpoints::SERVICE_NAME_LABEL)
+                        .is_some_and(|n| *n == name)
+                {
+                    let _ = slices_tx.send(ObjectRef::from_obj(slice.as_ref()));
+                }
+            }
+        }
+        r
+    });
+
     futures::join!(
         run_kind::<ConfigMap, _>(
             shared.clone(),
@@ -875,13 +917,20 @@ pub async fn run(shared: Arc<Shared>, stop: Stop) {
             true
         ),
         run_kind::<Service, _>(shared.clone(), stop.clone(), svcs, svcs_stream, None, false),
-        run_kind::<Endpoints, _>(shared.clone(), stop.clone(), eps, eps_stream, None, false),
+        run_kind::<Endpoints, _>(
+            shared.clone(),
+            stop.clone(),
+            eps,
+            eps_stream,
+            Some(eps_rx),
+            false
+        ),
         run_kind::<EndpointSlice, _>(
             shared.clone(),
             stop.clone(),
             slices,
             slices_stream,
-            None,
+            Some(slices_rx),
             false
         ),
         run_kind::<Ingress, _>(shared.clone(), stop.clone(), ings, ings_stream, None, false),

@@ -245,6 +245,9 @@ pub struct Shared {
     pub virtual_pods: Store<k8s_openapi::api::core::v1::Pod>,
     /// Virtual ingresses (filled by the ingress controller's watch).
     pub virtual_ingresses: Store<k8s_openapi::api::networking::v1::Ingress>,
+    /// Virtual services (filled by the service controller's watch; read by the endpoints and
+    /// slice sync, which only sync those of selector-less services).
+    pub virtual_services: Store<k8s_openapi::api::core::v1::Service>,
     /// The config maps and secrets virtual pods and ingresses reference, kept up to date from
     /// their watches (read by the configmap and secret sync), and the pods the policy refused.
     pub references: refs::RefIndex,
@@ -281,6 +284,7 @@ struct Pending {
         Option<tokio::sync::mpsc::UnboundedReceiver<ObjectRef<k8s_openapi::api::core::v1::Secret>>>,
     virtual_pods: Option<reflector::store::Writer<k8s_openapi::api::core::v1::Pod>>,
     virtual_ingresses: Option<reflector::store::Writer<k8s_openapi::api::networking::v1::Ingress>>,
+    virtual_services: Option<reflector::store::Writer<k8s_openapi::api::core::v1::Service>>,
     host_pods: Option<reflector::store::Writer<k8s_openapi::api::core::v1::Pod>>,
     /// Subscribed up front so no change is missed before the consumers start.
     host_pod_changes: Vec<tokio::sync::broadcast::Receiver<Arc<k8s_openapi::api::core::v1::Pod>>>,
@@ -300,6 +304,7 @@ impl Shared {
         let (secret_tx, secret_rx) = tokio::sync::mpsc::unbounded_channel();
         let (virtual_pods, pods_writer) = reflector::store();
         let (virtual_ingresses, ingresses_writer) = reflector::store();
+        let (virtual_services, services_writer) = reflector::store();
         let (host_pods, host_pods_writer) = reflector::store();
         let (host_pod_changes, _) = tokio::sync::broadcast::channel(4096);
         let subscribers = (0..2).map(|_| host_pod_changes.subscribe()).collect();
@@ -312,6 +317,7 @@ impl Shared {
             backoff: Backoff::default(),
             virtual_pods,
             virtual_ingresses,
+            virtual_services,
             references: refs::RefIndex::default(),
             host_pods,
             host_pod_changes,
@@ -326,6 +332,7 @@ impl Shared {
                 secrets: Some(secret_rx),
                 virtual_pods: Some(pods_writer),
                 virtual_ingresses: Some(ingresses_writer),
+                virtual_services: Some(services_writer),
                 host_pods: Some(host_pods_writer),
                 host_pod_changes: subscribers,
             }),
@@ -684,6 +691,16 @@ impl Shared {
             .virtual_ingresses
             .take()
             .expect("the ingress controller starts once")
+    }
+
+    /// The writer of [`Shared::virtual_services`] (taken once, by the service controller).
+    pub fn take_virtual_services_writer(
+        &self,
+    ) -> reflector::store::Writer<k8s_openapi::api::core::v1::Service> {
+        self.pending()
+            .virtual_services
+            .take()
+            .expect("the service controller starts once")
     }
 
     /// The writer of [`Shared::host_pods`] (taken once, by the pod controller).
