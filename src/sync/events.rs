@@ -31,24 +31,25 @@
 //! counted and wait for the next change of the host event; other errors retry with the shared
 //! per-object backoff. Nothing panics.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Event, ObjectReference, Pod, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{self, Action, Controller};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::{Shared, Stop, cached_stream, drain};
+use super::{Shared, Stop, cached_stream, cached_stream_with, drain};
 use crate::markers;
 use crate::names::DnsSubdomain;
 
@@ -304,6 +305,133 @@ pub fn is_ours(ev: &Event, tenant: &str) -> bool {
     ev.labels().get(markers::MANAGED_BY).map(String::as_str) == Some(tenant)
 }
 
+/// Drop what the event sync never reads from a cached host event. Every event in the host
+/// namespace is cached (the kubelet alone writes several per pod), so this is the largest cache:
+/// only the name, what the copy is made of ([`virtual_event`]), what finds its target
+/// ([`involved_host_object`], [`resolve_target`]) and its age ([`last_seen`]) are kept.
+pub fn strip_host_event(ev: &mut Event) {
+    let m = std::mem::take(&mut ev.metadata);
+    ev.metadata = ObjectMeta {
+        name: m.name,
+        namespace: m.namespace,
+        uid: m.uid,
+        resource_version: m.resource_version,
+        creation_timestamp: m.creation_timestamp,
+        ..ObjectMeta::default()
+    };
+    ev.involved_object.resource_version = None;
+    ev.related = None;
+}
+
+/// Reduce a cached virtual event to what deciding whether to write it needs: its name, whether
+/// it is ours ([`is_ours`]) and how far it has progressed ([`update_patch`]). The copy's message,
+/// source and target are only ever written, never read back.
+pub fn strip_virtual_event(ev: &mut Event) {
+    let e = std::mem::take(ev);
+    let labels = e.metadata.labels.and_then(|l| {
+        let ours: BTreeMap<String, String> = l
+            .into_iter()
+            .filter(|(k, _)| k == markers::MANAGED_BY)
+            .collect();
+        (!ours.is_empty()).then_some(ours)
+    });
+    *ev = Event {
+        metadata: ObjectMeta {
+            name: e.metadata.name,
+            namespace: e.metadata.namespace,
+            uid: e.metadata.uid,
+            resource_version: e.metadata.resource_version,
+            creation_timestamp: e.metadata.creation_timestamp,
+            labels,
+            ..ObjectMeta::default()
+        },
+        count: e.count,
+        first_timestamp: e.first_timestamp,
+        last_timestamp: e.last_timestamp,
+        event_time: e.event_time,
+        series: e.series,
+        ..Event::default()
+    };
+}
+
+/// Names of the cached host events, by the host object (`kind`, `name`) they are about: a host
+/// object that arrives in the cache wakes the events about it without a walk over every cached
+/// event. Follows the host event watch as the reflector store does (a re-list replaces it).
+#[derive(Debug, Default)]
+pub struct EventsByObject {
+    inner: std::sync::Mutex<AboutInner>,
+}
+
+type About = HashMap<(String, String), HashSet<String>>;
+
+#[derive(Debug, Default)]
+struct AboutInner {
+    by_object: About,
+    /// A list in progress: replaces `by_object` when done.
+    listing: Option<About>,
+}
+
+impl EventsByObject {
+    fn lock(&self) -> std::sync::MutexGuard<'_, AboutInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Follow one event of the host event watch (before the store sees it). Only events about an
+    /// object in `host_ns` of a synced kind are indexed: no other is ever copied.
+    pub fn observe(&self, host_ns: &str, event: &watcher::Event<Event>) {
+        let key = |ev: &Event| {
+            let (kind, name) = involved_host_object(ev, host_ns)?;
+            Some(((kind.to_string(), name.to_string()), ev.name_any()))
+        };
+        let mut inner = self.lock();
+        match event {
+            watcher::Event::Apply(ev) => {
+                // An event's involvedObject does not change; were it to, the stale entry would
+                // only wake a reconcile that finds nothing to do.
+                if let Some((obj, name)) = key(ev) {
+                    inner.by_object.entry(obj).or_default().insert(name);
+                }
+            }
+            watcher::Event::Delete(ev) => {
+                if let Some((obj, name)) = key(ev)
+                    && let Some(names) = inner.by_object.get_mut(&obj)
+                {
+                    names.remove(&name);
+                    if names.is_empty() {
+                        inner.by_object.remove(&obj);
+                    }
+                }
+            }
+            watcher::Event::Init => inner.listing = Some(About::new()),
+            watcher::Event::InitApply(ev) => {
+                if let Some((obj, name)) = key(ev) {
+                    let AboutInner { by_object, listing } = &mut *inner;
+                    listing
+                        .as_mut()
+                        .unwrap_or(by_object)
+                        .entry(obj)
+                        .or_default()
+                        .insert(name);
+                }
+            }
+            watcher::Event::InitDone => {
+                if let Some(listing) = inner.listing.take() {
+                    inner.by_object = listing;
+                }
+            }
+        }
+    }
+
+    /// Names of the host events about host object `kind/name`.
+    pub fn about(&self, kind: &str, name: &str) -> Vec<String> {
+        self.lock()
+            .by_object
+            .get(&(kind.to_string(), name.to_string()))
+            .map(|names| names.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
 /// Why copying one event failed.
 #[derive(Debug, thiserror::Error)]
 pub enum EventSyncError {
@@ -374,33 +502,49 @@ impl EventSync {
 
 /// Host events about the host object `obj` of `kind`: a newly cached object wakes the events that
 /// arrived before it.
-fn events_about<K: Resource>(events: &Store<Event>, kind: &str, obj: &K) -> Vec<ObjectRef<Event>> {
+fn events_about<K: Resource>(
+    index: &EventsByObject,
+    host_ns: &str,
+    kind: &str,
+    obj: &K,
+) -> Vec<ObjectRef<Event>> {
     let name = obj.meta().name.as_deref().unwrap_or("");
-    events
-        .state()
-        .iter()
-        .filter(|e| {
-            e.involved_object.kind.as_deref() == Some(kind)
-                && e.involved_object.name.as_deref() == Some(name)
-        })
-        .map(|e| ObjectRef::from_obj(e.as_ref()))
+    index
+        .about(kind, name)
+        .into_iter()
+        .map(|e| ObjectRef::new(&e).within(host_ns))
         .collect()
 }
 
 /// Run the event back-sync until `stop`.
 pub async fn run(shared: Arc<Shared>, stop: Stop) {
     let tenant = shared.cfg.tenant.clone();
-    let (host_events, estream) =
-        cached_stream(shared.host_api::<Event>(), watcher::Config::default());
+    let host_ns = shared.cfg.host_namespace.clone();
+    let index = Arc::new(EventsByObject::default());
+    let (host_events, writer) = reflector::store();
+    let estream = watcher(shared.host_api::<Event>(), watcher::Config::default())
+        .default_backoff()
+        .modify(strip_host_event)
+        .inspect({
+            let (index, host_ns) = (index.clone(), host_ns.clone());
+            move |e| {
+                if let Ok(e) = e {
+                    index.observe(&host_ns, e);
+                }
+            }
+        })
+        .reflect(writer)
+        .touched_objects();
     let host_pods = shared.host_pods.clone();
     let pstream = shared.host_pod_change_stream();
     let (host_services, sstream) =
         cached_stream(shared.host_api::<Service>(), shared.host_watch_config());
     let (host_ingresses, istream) =
         cached_stream(shared.host_api::<Ingress>(), shared.host_watch_config());
-    let (virtual_events, vstream) = cached_stream(
+    let (virtual_events, vstream) = cached_stream_with(
         Api::<Event>::all(shared.virt.clone()),
         watcher::Config::default().labels(&markers::tenant_selector(&tenant)),
+        strip_virtual_event,
     );
     let sync = Arc::new(EventSync {
         shared: shared.clone(),
@@ -412,16 +556,20 @@ pub async fn run(shared: Arc<Shared>, stop: Stop) {
         updated: AtomicU64::new(0),
         refused: AtomicU64::new(0),
     });
-    let (e1, e2, e3) = (
-        host_events.clone(),
-        host_events.clone(),
-        host_events.clone(),
+    let ((i1, n1), (i2, n2), (i3, n3)) = (
+        (index.clone(), host_ns.clone()),
+        (index.clone(), host_ns.clone()),
+        (index, host_ns),
     );
     let controller = Controller::for_stream(estream, host_events)
         .with_config(controller::Config::default().concurrency(shared.cfg.concurrency as u16))
-        .watches_stream(pstream, move |p: Pod| events_about(&e1, "Pod", &p))
-        .watches_stream(sstream, move |s: Service| events_about(&e2, "Service", &s))
-        .watches_stream(istream, move |i: Ingress| events_about(&e3, "Ingress", &i))
+        .watches_stream(pstream, move |p: Pod| events_about(&i1, &n1, "Pod", &p))
+        .watches_stream(sstream, move |s: Service| {
+            events_about(&i2, &n2, "Service", &s)
+        })
+        .watches_stream(istream, move |i: Ingress| {
+            events_about(&i3, &n3, "Ingress", &i)
+        })
         .graceful_shutdown_on(stop.signal())
         .run(reconcile, error_policy, sync);
     // The virtual events cache is only read, so its stream is just drained; it never ends, and
@@ -823,5 +971,146 @@ mod tests {
         assert_eq!(is_recent(&ev, ts(now), MAX_EVENT_AGE), want);
         let timeless = Event::default();
         assert!(is_recent(&timeless, ts(now), MAX_EVENT_AGE));
+    }
+
+    /// A host event with every field the API may fill, including those the cache drops.
+    fn full_host_event() -> Event {
+        let mut ev = host_event(&format!("{HOST_POD}.181a2b"), "Started container app");
+        ev.metadata.labels = Some(BTreeMap::from([("a".into(), "b".into())]));
+        ev.metadata.annotations = Some(BTreeMap::from([("big".into(), "x".repeat(4096))]));
+        ev.metadata.creation_timestamp = Some(Time(ts("2025-01-01T00:00:00Z")));
+        ev.related = Some(ev.involved_object.clone());
+        ev.action = Some("Binding".into());
+        ev
+    }
+
+    #[rstest]
+    #[case::old_style(full_host_event())]
+    #[case::series({
+        let mut ev = full_host_event();
+        ev.count = None;
+        ev.event_time = Some(MicroTime(ts("2025-01-01T00:00:00Z")));
+        ev.series = Some(EventSeries {
+            count: Some(4),
+            last_observed_time: Some(MicroTime(ts("2025-01-01T00:03:00Z"))),
+        });
+        ev
+    })]
+    #[case::timeless({
+        let mut ev = full_host_event();
+        ev.first_timestamp = None;
+        ev.last_timestamp = None;
+        ev
+    })]
+    fn stripped_host_events_sync_as_before(#[case] ev: Event) {
+        let mut cached = ev.clone();
+        strip_host_event(&mut cached);
+        assert!(cached.metadata.annotations.is_none() && cached.related.is_none());
+        assert_eq!(
+            involved_host_object(&cached, HOST_NS),
+            involved_host_object(&ev, HOST_NS)
+        );
+        let meta = host_pod_meta("acme", "huid");
+        assert_eq!(
+            resolve_target(&cached, "acme", Some(&meta)),
+            resolve_target(&ev, "acme", Some(&meta))
+        );
+        assert_eq!(last_seen(&cached), last_seen(&ev));
+        assert_eq!(
+            virtual_event("acme", HOST_NS, &cached, &target()),
+            virtual_event("acme", HOST_NS, &ev, &target())
+        );
+    }
+
+    #[rstest]
+    #[case::same(1, 1, "2025-01-01T00:00:00Z")]
+    #[case::more(3, 1, "2025-01-01T00:05:00Z")]
+    #[case::fewer(1, 3, "2025-01-01T00:05:00Z")]
+    #[case::later(1, 1, "2025-01-01T00:05:00Z")]
+    fn stripped_virtual_events_decide_as_before(
+        #[case] have: i32,
+        #[case] want: i32,
+        #[case] last: &str,
+    ) {
+        let mut host = full_host_event();
+        host.count = Some(have);
+        let existing = virtual_event("acme", HOST_NS, &host, &target());
+        host.count = Some(want);
+        host.last_timestamp = Some(Time(ts(last)));
+        let desired = virtual_event("acme", HOST_NS, &host, &target());
+        let mut cached = existing.clone();
+        strip_virtual_event(&mut cached);
+        assert!(cached.message.is_none() && cached.involved_object.name.is_none());
+        assert_eq!(
+            update_patch(&cached, &desired),
+            update_patch(&existing, &desired)
+        );
+        for tenant in ["acme", "other"] {
+            assert_eq!(is_ours(&cached, tenant), is_ours(&existing, tenant));
+        }
+    }
+
+    #[test]
+    fn a_tenants_virtual_event_keeps_only_the_ownership_label() {
+        let mut ev = virtual_event("acme", HOST_NS, &full_host_event(), &target());
+        ev.metadata
+            .labels
+            .get_or_insert_default()
+            .insert("extra".into(), "x".into());
+        strip_virtual_event(&mut ev);
+        assert_eq!(
+            ev.metadata.labels,
+            Some(BTreeMap::from([(
+                markers::MANAGED_BY.into(),
+                "acme".into()
+            )]))
+        );
+        let mut tenants = full_host_event();
+        strip_virtual_event(&mut tenants);
+        assert_eq!(tenants.metadata.labels, None);
+    }
+
+    fn about(idx: &EventsByObject, name: &str) -> Vec<String> {
+        let mut names = idx.about("Pod", name);
+        names.sort();
+        names
+    }
+
+    fn pod_event(name: &str, pod: &str) -> Event {
+        let mut ev = host_event(name, "m");
+        ev.involved_object.name = Some(pod.into());
+        ev
+    }
+
+    #[test]
+    fn events_are_found_by_the_object_they_are_about() {
+        use watcher::Event as W;
+        let idx = EventsByObject::default();
+        idx.observe(HOST_NS, &W::Init);
+        idx.observe(HOST_NS, &W::InitApply(pod_event("a.1", "a")));
+        idx.observe(HOST_NS, &W::InitApply(pod_event("b.1", "b")));
+        idx.observe(HOST_NS, &W::InitDone);
+        idx.observe(HOST_NS, &W::Apply(pod_event("a.2", "a")));
+        idx.observe(HOST_NS, &W::Apply(pod_event("a.2", "a")));
+        assert_eq!(about(&idx, "a"), ["a.1", "a.2"]);
+        assert!(idx.about("Service", "a").is_empty());
+        idx.observe(HOST_NS, &W::Delete(pod_event("a.1", "a")));
+        assert_eq!(about(&idx, "a"), ["a.2"]);
+        // Events about objects in another namespace are never copied, so never indexed.
+        let mut elsewhere = pod_event("c.1", "c");
+        elsewhere.involved_object.namespace = Some("elsewhere".into());
+        idx.observe(HOST_NS, &W::Apply(elsewhere));
+        assert!(about(&idx, "c").is_empty());
+        // A re-list replaces everything once done: "b.1" was deleted meanwhile.
+        idx.observe(HOST_NS, &W::Init);
+        idx.observe(HOST_NS, &W::InitApply(pod_event("a.2", "a")));
+        assert_eq!(
+            about(&idx, "b"),
+            ["b.1"],
+            "a list in progress is not applied"
+        );
+        idx.observe(HOST_NS, &W::InitDone);
+        assert!(about(&idx, "b").is_empty());
+        assert_eq!(about(&idx, "a"), ["a.2"]);
     }
 }
