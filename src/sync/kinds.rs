@@ -435,7 +435,7 @@ impl SyncKind for Endpoints {
 /// Read from the service controller's cache: endpoints change with every pod that becomes
 /// ready, and a GET per change would cost the virtual API one request each. A service missing
 /// from the cache (not listed yet, or created a moment ago) is asked of the API instead, so an
-/// endpoints object created right after its service is not judged orphaned; a service that
+/// endpoints object created right after its service is still synced; a service that
 /// changes later wakes its endpoints and slices again (see [`run`]).
 fn selectorless_service(
     shared: &Shared,
