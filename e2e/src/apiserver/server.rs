@@ -419,6 +419,11 @@ impl TestApiServer {
             .sum()
     }
 
+    /// Forget every injected fault that has not fired yet (ends a time-boxed outage).
+    pub fn clear_faults(&self) {
+        self.shared.faults().rules.clear();
+    }
+
     pub fn reset_counts(&self) {
         self.shared.faults().counts.clear();
     }
