@@ -618,11 +618,59 @@ impl Metrics {
         K: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
         K::DynamicType: Default + Eq + Hash + Clone,
     {
+        self.stream(api, cache, list, cfg, writer, |_| {}, observe)
+    }
+
+    /// Like [`Metrics::cached_stream`], caching objects as `strip` leaves them: for caches
+    /// whose readers need only the metadata of large, numerous objects (token Secrets).
+    pub fn cached_stream_stripped<K, S>(
+        self: &Arc<Self>,
+        api: ApiLabel,
+        cache: &'static str,
+        list: kube::Api<K>,
+        cfg: watcher::Config,
+        strip: S,
+    ) -> (
+        Store<K>,
+        impl Stream<Item = Result<K, watcher::Error>> + Send + use<K, S>,
+    )
+    where
+        S: FnMut(&mut K) + Send + 'static,
+        K: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+        K::DynamicType: Default + Eq + Hash + Clone,
+    {
+        let (reader, writer) = reflector::store();
+        (
+            reader,
+            self.stream(api, cache, list, cfg, writer, strip, |_| {}),
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)] // private: the public constructors above name them
+    fn stream<K, S, F>(
+        self: &Arc<Self>,
+        api: ApiLabel,
+        cache: &'static str,
+        list: kube::Api<K>,
+        cfg: watcher::Config,
+        writer: reflector::store::Writer<K>,
+        mut strip: S,
+        observe: F,
+    ) -> impl Stream<Item = Result<K, watcher::Error>> + Send + use<K, S, F>
+    where
+        S: FnMut(&mut K) + Send + 'static,
+        F: Fn(&watcher::Event<K>) + Send + 'static,
+        K: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+        K::DynamicType: Default + Eq + Hash + Clone,
+    {
         self.expect_cache(api, cache);
         let metrics = self.clone();
         watcher(list, cfg)
             .default_backoff()
-            .modify(|o: &mut K| o.managed_fields_mut().clear())
+            .modify(move |o: &mut K| {
+                o.managed_fields_mut().clear();
+                strip(o);
+            })
             .inspect(move |e| {
                 if let Ok(e) = e {
                     observe(e);

@@ -142,11 +142,17 @@ pub async fn run(shared: Arc<Shared>, stop: super::Stop) {
         "{},{TOKEN_ROLE_LABEL}={TOKEN_ROLE}",
         markers::tenant_selector(&shared.cfg.tenant)
     ));
-    let (token_secrets, sstream) = shared.metrics.cached_stream(
+    // The sync reads only a token Secret's annotations and owner: the tokens and CA (a few KB
+    // per pod) stay out of memory.
+    let (token_secrets, sstream) = shared.metrics.cached_stream_stripped(
         ApiLabel::Host,
         "PodTokenSecret",
         shared.host_api::<Secret>(),
         token_cfg,
+        |s: &mut Secret| {
+            s.data = None;
+            s.string_data = None;
+        },
     );
     let metrics = shared.metrics.clone();
     let vstream = metrics.observe_virtual(KIND, vstream);
