@@ -315,6 +315,28 @@ impl Env {
         Ok(())
     }
 
+    /// What a Deployment's restart policy does: start vcsync again if it exited (it does, on
+    /// purpose, when it cannot renew its Lease through an API outage). Returns the exited
+    /// process's last log line when it had to.
+    pub async fn revive(&mut self) -> anyhow::Result<Option<String>> {
+        let Some(v) = self.vcsync.as_mut() else {
+            return Ok(None);
+        };
+        if v.child.try_wait()?.is_none() {
+            return Ok(None);
+        }
+        let last = v
+            .lines
+            .lock()
+            .expect("log lock")
+            .last()
+            .cloned()
+            .unwrap_or_default();
+        self.vcsync = None;
+        self.start_vcsync().await?;
+        Ok(Some(last))
+    }
+
     pub fn vcsync(&self) -> &Vcsync {
         self.vcsync.as_ref().expect("vcsync is running")
     }

@@ -528,39 +528,78 @@ pub async fn restart(o: &Opts) -> anyhow::Result<Run> {
 // ---------------------------------------------------------------- drift
 
 pub async fn drift(o: &Opts) -> anyhow::Result<Run> {
+    // Half host Services deleted (vcsync must recreate them), half host pods with a tenant label
+    // edited (vcsync must restore it). Host *pods* that disappear are not recreated: like a
+    // kubelet eviction, that deletes the virtual pod, and the tenant's controllers make a new one.
     const N: usize = 100;
     let mut env = Env::new(&o.env).await?;
     let mut run = Run::default();
     env.start_vcsync().await?;
-    populate(&env, o, 2 * N).await?;
+    populate(&env, o, N / 2).await?;
+    let svcs: Vec<(String, Service)> = (0..N / 2)
+        .map(|i| ("w-0".to_owned(), service(&format!("drift-{i}"), i)))
+        .collect();
+    create_all(&env.virt, svcs, o.concurrency).await?;
     let host = Tracker::pods(env.host.clone(), Some(&env.host_ns), SELECTOR, virtual_key);
-    host.wait_count(2 * N, o.timeout, "host pods", |s| s.seen.is_some())
+    let host_svcs = Tracker::objects::<Service>(
+        env.host.clone(),
+        Some(&env.host_ns),
+        SELECTOR,
+        virtual_key,
+        |_| true,
+    );
+    host.wait_count(N / 2, o.timeout, "host pods", |s| s.seen.is_some())
         .await?;
-    let api: Api<Pod> = Api::namespaced(env.host.clone(), &env.host_ns);
-    let mut victims: Vec<Pod> = api
-        .list(&ListParams::default().labels(SELECTOR))
+    host_svcs
+        .wait_count(N / 2, o.timeout, "host services", |s| s.seen.is_some())
+        .await?;
+    env.settle(Duration::from_secs(2), o.timeout).await?;
+    let pods: Api<Pod> = Api::namespaced(env.host.clone(), &env.host_ns);
+    let services: Api<Service> = Api::namespaced(env.host.clone(), &env.host_ns);
+    let lp = ListParams::default().labels(SELECTOR);
+    let mut victims: Vec<(String, String, String, bool)> = Vec::new();
+    for p in pods.list(&lp).await?.items.iter().take(N / 2) {
+        victims.push((
+            p.name_any(),
+            virtual_key(p).unwrap_or_default(),
+            p.uid().unwrap_or_default(),
+            false,
+        ));
+    }
+    for s in services
+        .list(&lp)
         .await?
-        .items;
-    victims.sort_by_key(|p| p.name_any());
-    victims.truncate(N);
+        .items
+        .iter()
+        .filter(|s| s.name_any().starts_with("drift-"))
+        .take(N / 2)
+    {
+        victims.push((
+            s.name_any(),
+            virtual_key(s).unwrap_or_default(),
+            s.uid().unwrap_or_default(),
+            true,
+        ));
+    }
+    anyhow::ensure!(
+        victims.len() == N,
+        "expected {N} host objects to tamper with, found {}",
+        victims.len()
+    );
     env.reset_counts();
-    // Half deleted, half with a label edited, all at once.
     let mut acted: Vec<(String, String, bool, Instant)> = Vec::new();
-    let futs = victims.iter().enumerate().map(|(i, p)| {
-        let api = api.clone();
-        let name = p.name_any();
-        let key = virtual_key(p).unwrap_or_default();
-        let uid = p.uid().unwrap_or_default();
+    let futs = victims.into_iter().map(|(name, key, uid, delete)| {
+        let (pods, services) = (pods.clone(), services.clone());
         async move {
             let at = Instant::now();
-            let delete = i % 2 == 0;
             if delete {
-                api.delete(&name, &DeleteParams::default().grace_period(0))
+                services
+                    .delete(&name, &DeleteParams::default())
                     .await
                     .map(|_| ())?;
             } else {
                 let patch = json!({"metadata": {"labels": {TAG_LABEL: "tampered"}}});
-                api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                pods.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
                     .await
                     .map(|_| ())?;
             }
@@ -572,7 +611,11 @@ pub async fn drift(o: &Opts) -> anyhow::Result<Run> {
     }
     // Repaired: a new uid (recreated) or the tag back at its virtual value.
     let repaired = |key: &str, uid: &str, delete: bool, at: Instant| -> Option<Instant> {
-        let s = host.get(key)?;
+        let s = if delete {
+            host_svcs.get(key)?
+        } else {
+            host.get(key)?
+        };
         s.changes
             .iter()
             .filter(|(t, _, _)| *t >= at)
@@ -646,8 +689,16 @@ pub async fn drift(o: &Opts) -> anyhow::Result<Run> {
     run.add("repair p99", "ms", percentile_ms(&fixed, 99.0))
         .direct(percentile_ms(&dl_direct, 99.0))
         .target("<= 1000 ms");
-    run.add("deleted pod recreated p99", "ms", percentile_ms(&dl, 99.0));
-    run.add("edited label restored p99", "ms", percentile_ms(&el, 99.0));
+    run.add(
+        "deleted service recreated p99",
+        "ms",
+        percentile_ms(&dl, 99.0),
+    );
+    run.add(
+        "edited pod label restored p99",
+        "ms",
+        percentile_ms(&el, 99.0),
+    );
     if let Some(w) = env.writes() {
         run.add("host writes per repair", "writes", w.host as f64 / N as f64)
             .target("<= 1");
@@ -982,7 +1033,11 @@ async fn inject(env: &mut Env, step: usize) -> anyhow::Result<()> {
         }
         _ => {
             if let Some(s) = env.host_server.as_mut() {
-                s.restart().await?;
+                tokio::time::timeout(Duration::from_secs(30), s.restart())
+                    .await
+                    .map_err(|_| {
+                        anyhow::anyhow!("the host API server did not restart within 30 s")
+                    })??;
             }
         }
     }
@@ -1022,9 +1077,7 @@ async fn burst_with_faults(
     let burst = tokio::spawn(async move { create_all(&client, pods, conc).await });
     for (step, (frac, what)) in FAULT_PLAN.iter().enumerate() {
         let at = ((n as f64) * frac) as usize;
-        tracker_seen
-            .wait_count(at, o.timeout, "burst progress", |s| s.seen.is_some())
-            .await?;
+        supervised_wait(env, tracker_seen, at, o, run, |s| s.seen.is_some()).await?;
         run.note(format!(
             "{label}: {what} at {:.1} s",
             t0.elapsed().as_secs_f64()
@@ -1032,10 +1085,37 @@ async fn burst_with_faults(
         inject(env, step).await?;
     }
     burst.await??;
-    ready
-        .wait_count(n, o.timeout, "all pods Ready", |s| s.ready.is_some())
-        .await?;
+    supervised_wait(env, ready, n, o, run, |s| s.ready.is_some()).await?;
     Ok(ready.latest(|s| s.ready).unwrap_or(t0) - t0)
+}
+
+/// Wait until `n` pods satisfy `f`, restarting vcsync whenever it exits meanwhile (and noting it).
+async fn supervised_wait(
+    env: &mut Env,
+    tracker: &Tracker,
+    n: usize,
+    o: &Opts,
+    run: &mut Run,
+    f: impl Fn(&Stamps) -> bool,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + o.timeout;
+    loop {
+        let have = tracker.count(&f);
+        if have >= n {
+            return Ok(());
+        }
+        if let Some(last) = env.revive().await? {
+            run.note(format!(
+                "vcsync exited and was started again; its last log line: {last}"
+            ));
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "timed out after {:?} with {have} of {n} pods there",
+            o.timeout
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 pub async fn faults(o: &Opts) -> anyhow::Result<Run> {

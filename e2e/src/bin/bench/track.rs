@@ -11,7 +11,8 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
 use tokio::task::JoinHandle;
 
 /// Label whose value changes are recorded (the drift scenario edits it out of band).
@@ -27,17 +28,22 @@ pub struct Stamps {
     pub changes: Vec<(Instant, String, Option<String>)>,
 }
 
-/// How a watched pod maps to the key the bench knows it by (`namespace/name` of the virtual pod).
-pub type KeyFn = fn(&Pod) -> Option<String>;
+/// How a watched object maps to the key the bench knows it by (`namespace/name` of the virtual
+/// object).
+pub type KeyFn<K> = fn(&K) -> Option<String>;
 
-/// `namespace/name` of the pod itself.
-pub fn own_key(p: &Pod) -> Option<String> {
-    Some(format!("{}/{}", p.namespace()?, p.name_any()))
+/// `namespace/name` of the object itself.
+pub fn own_key<K: Resource>(p: &K) -> Option<String> {
+    Some(format!(
+        "{}/{}",
+        p.meta().namespace.as_ref()?,
+        p.meta().name.as_ref()?
+    ))
 }
 
-/// `namespace/name` of the virtual pod a host pod mirrors, from vcsync's markers.
-pub fn virtual_key(p: &Pod) -> Option<String> {
-    let a = p.metadata.annotations.as_ref()?;
+/// `namespace/name` of the virtual object a host object mirrors, from vcsync's markers.
+pub fn virtual_key<K: Resource>(p: &K) -> Option<String> {
+    let a = p.meta().annotations.as_ref()?;
     Some(format!(
         "{}/{}",
         a.get(vcsync::markers::VIRTUAL_NAMESPACE)?,
@@ -60,8 +66,32 @@ pub struct Tracker {
 
 impl Tracker {
     /// Watch pods matching `selector` in `namespace` (all namespaces when `None`).
-    pub fn pods(client: Client, namespace: Option<&str>, selector: &str, key: KeyFn) -> Tracker {
-        let api: Api<Pod> = match namespace {
+    pub fn pods(
+        client: Client,
+        namespace: Option<&str>,
+        selector: &str,
+        key: KeyFn<Pod>,
+    ) -> Tracker {
+        Tracker::objects(client, namespace, selector, key, is_ready)
+    }
+
+    /// Watch objects of kind `K` like [`Tracker::pods`]; `ready` says when one counts as Ready.
+    pub fn objects<K>(
+        client: Client,
+        namespace: Option<&str>,
+        selector: &str,
+        key: KeyFn<K>,
+        ready: fn(&K) -> bool,
+    ) -> Tracker
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug
+            + Send
+            + 'static,
+    {
+        let api: Api<K> = match namespace {
             Some(ns) => Api::namespaced(client, ns),
             None => Api::all(client),
         };
@@ -79,7 +109,7 @@ impl Tracker {
                         let mut map = sink.lock().expect("tracker lock");
                         let s = map.entry(k).or_default();
                         s.seen.get_or_insert(now);
-                        if is_ready(&p) {
+                        if ready(&p) {
                             s.ready.get_or_insert(now);
                         }
                         let uid = p.uid().unwrap_or_default();
