@@ -41,6 +41,9 @@ pub const TOKEN_REFRESH_AT: &str = "vcsync.io/token-refresh-at";
 
 const KIND: &str = "Pod";
 
+/// How long a pod environment without the tenant DNS service is reused before asking again.
+const INCOMPLETE_ENV_TTL: Duration = Duration::from_secs(30);
+
 /// What the pod reconciler reads.
 pub struct PodSync {
     pub shared: Arc<Shared>,
@@ -50,8 +53,9 @@ pub struct PodSync {
     pub host_pods: Store<Pod>,
     /// This tenant's token Secrets.
     pub token_secrets: Store<Secret>,
-    /// Service addresses pods are pointed at, found once and kept (ClusterIPs never change).
-    env: RwLock<Option<PodEnv>>,
+    /// Service addresses pods are pointed at, found once and kept (ClusterIPs never change);
+    /// an answer without the tenant DNS service is kept only until the instant beside it.
+    env: RwLock<Option<(PodEnv, Option<std::time::Instant>)>>,
 }
 
 fn now_secs() -> i64 {
@@ -65,7 +69,9 @@ impl PodSync {
     /// The pod environment: the tenant API service's ClusterIP (required) and the tenant DNS
     /// service's ClusterIP (optional: without a DNS service pods keep the host's DNS).
     async fn env(&self) -> Result<PodEnv, SyncError> {
-        if let Some(env) = self.env.read().unwrap_or_else(|e| e.into_inner()).clone() {
+        if let Some((env, until)) = self.env.read().unwrap_or_else(|e| e.into_inner()).clone()
+            && until.is_none_or(|t| std::time::Instant::now() < t)
+        {
             return Ok(env);
         }
         let cfg = &self.shared.cfg;
@@ -103,12 +109,15 @@ impl PodSync {
             dns_ip: dns_ip.clone(),
             cluster_domain: cfg.cluster_domain.clone(),
         };
-        if dns_ip.is_some() {
-            // Cache only the complete answer: a DNS service created later is picked up.
-            *self.env.write().unwrap_or_else(|e| e.into_inner()) = Some(env.clone());
+        // The complete answer is kept; without a DNS service the answer is kept only briefly,
+        // so a DNS service created later is picked up without two GETs per pod reconcile.
+        let until = if dns_ip.is_some() {
+            None
         } else {
             tracing::debug!("no tenant DNS service {dns_ns}/{dns_name}: pods keep the host's DNS");
-        }
+            Some(std::time::Instant::now() + INCOMPLETE_ENV_TTL)
+        };
+        *self.env.write().unwrap_or_else(|e| e.into_inner()) = Some((env.clone(), until));
         Ok(env)
     }
 }

@@ -188,6 +188,16 @@ impl Env {
         )
         .await
         .context("creating the tenant API service")?;
+        // What every k3s has and pods are pointed at: the tenant DNS service.
+        let dns: Api<Service> = Api::namespaced(virt.clone(), "kube-system");
+        let dns_svc: Service = serde_json::from_value(
+            json!({"metadata": {"name": "kube-dns"}, "spec": {"selector": {"k8s-app": "kube-dns"}, "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}]}}),
+        )?;
+        match dns.create(&PostParams::default(), &dns_svc).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => return Err(e).context("creating the virtual kube-dns service"),
+        }
         let nodes = (0..opts.nodes)
             .map(|i| SimNode::new(format!("bench-node-{i}")).pods(opts.pods_per_node));
         let kubelet = Kubelet::start(
@@ -364,6 +374,22 @@ impl Env {
             .as_ref()
             .map(|s| s.requests_by(ENGINE_USER))
             .unwrap_or_default()
+    }
+
+    /// vcsync's writes on (host, virtual) API as `verb resource code xN`.
+    pub fn engine_write_breakdown(&self) -> (Vec<String>, Vec<String>) {
+        let writes = |s: &Option<TestApiServer>| -> Vec<String> {
+            s.as_ref()
+                .map(|s| {
+                    s.request_counts()
+                        .into_iter()
+                        .filter(|(k, _)| k.user == ENGINE_USER && is_write(&k.verb))
+                        .map(|(k, n)| format!("{} {} {} x{n}", k.verb, k.resource, k.code))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        (writes(&self.host_server), writes(&self.virtual_server))
     }
 
     pub fn reset_counts(&self) {

@@ -103,6 +103,8 @@ fn writes_per_change(run: &mut Run, env: &Env, changes: usize) {
         "{changes} changes: {} host writes, {} virtual writes, {} lease renewals",
         w.host, w.virt, w.lease
     ));
+    let (host, virt) = env.engine_write_breakdown();
+    run.note(format!("host writes: {host:?}; virtual writes: {virt:?}"));
 }
 
 fn vcsync_problems(run: &mut Run, env: &Env) {
