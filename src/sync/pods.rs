@@ -7,8 +7,8 @@
 //! kubelet does. A host pod that disappears on its own (eviction, node loss) deletes its virtual
 //! pod once that pod had been running.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
@@ -41,6 +41,9 @@ pub const TOKEN_REFRESH_AT: &str = "vcsync.io/token-refresh-at";
 
 const KIND: &str = "Pod";
 
+/// Size at which the record of token Secrets written but not yet cached is pruned.
+const WRITTEN_CAP: usize = 1024;
+
 /// How long a pod environment without the tenant DNS service is reused before asking again.
 const INCOMPLETE_ENV_TTL: Duration = Duration::from_secs(30);
 
@@ -56,6 +59,10 @@ pub struct PodSync {
     /// Service addresses pods are pointed at, found once and kept (ClusterIPs never change);
     /// an answer without the tenant DNS service is kept only until the instant beside it.
     env: RwLock<Option<(PodEnv, Option<std::time::Instant>)>>,
+    /// Token Secrets this process wrote that the cache may not show yet: name -> (owning host
+    /// pod uid, refresh time). Without it, the reconcile that the new host pod's own watch event
+    /// triggers would mint the tokens again and fail to create the Secret with 409.
+    written: Mutex<HashMap<String, (String, i64)>>,
 }
 
 fn now_secs() -> i64 {
@@ -173,6 +180,7 @@ pub async fn run(shared: Arc<Shared>, stop: super::Stop) {
         host_pods: host_pods.clone(),
         token_secrets: token_secrets.clone(),
         env: RwLock::new(None),
+        written: Mutex::default(),
     });
 
     // Every change of a virtual pod, its host pod or its token Secret queues the virtual pod.
@@ -201,6 +209,13 @@ pub async fn run(shared: Arc<Shared>, stop: super::Stop) {
         futures::future::ready(())
     });
     let feed_tokens = sstream.take_until(stop.signal()).for_each(|r| {
+        if let Ok(s) = &r {
+            // The cache has this Secret's latest state now (present or deleted).
+            sync.written
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&s.name_any());
+        }
         if let Ok(s) = r
             && let Some(src) = source_ref::<Pod, Secret>(&tenant, KIND, &s)
         {
@@ -565,6 +580,19 @@ async fn ensure_tokens(
         .token_secrets
         .get(&ObjectRef::new(&secret_name).within(&shared.cfg.host_namespace));
     let now = now_secs();
+    let host_uid = host.metadata.uid.clone().unwrap_or_default();
+    {
+        let mut written = sync.written.lock().unwrap_or_else(|e| e.into_inner());
+        if existing.is_some() {
+            // The cache caught up: it is the truth again.
+            written.remove(&secret_name);
+        } else if let Some((uid, refresh_at)) = written.get(&secret_name)
+            && *uid == host_uid
+            && *refresh_at > now
+        {
+            return Ok(Some(Duration::from_secs((refresh_at - now) as u64)));
+        }
+    }
     if let Some(s) = &existing {
         let refresh_at = s
             .annotations()
@@ -633,6 +661,12 @@ async fn ensure_tokens(
             }
         },
     }
+    let mut written = sync.written.lock().unwrap_or_else(|e| e.into_inner());
+    if written.len() >= WRITTEN_CAP {
+        // Entries of pods deleted before their Secret reached the cache: drop the stale ones.
+        written.retain(|_, (_, at)| *at > now);
+    }
+    written.insert(secret_name, (host_uid, refresh_at));
     Ok(Some(Duration::from_secs((refresh_at - now).max(1) as u64)))
 }
 

@@ -517,7 +517,10 @@ pub async fn restart(o: &Opts) -> anyhow::Result<Run> {
         run.add("virtual writes during restart", "writes", w.virt as f64)
             .target("0");
         if w.host + w.virt > 0 {
-            run.note(format!("restart requests: {:?}", env.engine_requests()));
+            let (host, virt) = env.engine_write_breakdown();
+            run.note(format!(
+                "writes during restart: host {host:?}, virtual {virt:?}"
+            ));
         }
     }
     run.note(format!(
