@@ -1,5 +1,6 @@
 //! Helpers for tests that run against the test API server or a real cluster: polling with a
-//! deadline (never fixed sleeps), unique namespaces, and picking the target cluster.
+//! deadline (never fixed sleeps), unique namespaces, picking the target cluster, and plain-HTTP
+//! GETs of vcsync's health endpoint.
 
 use std::future::Future;
 use std::time::Duration;
@@ -93,4 +94,21 @@ pub async fn client_from_kubeconfig(path: &str) -> Client {
         .await
         .unwrap_or_else(|e| panic!("loading kubeconfig {path}: {e}"));
     Client::try_from(config).expect("client from kubeconfig")
+}
+
+/// `GET path` on a plain-HTTP endpoint (vcsync's health and metrics server): status code and
+/// body, or `None` when nothing answers.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: vcsync\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.ok()?;
+    let (head, body) = out.split_once("\r\n\r\n")?;
+    let code = head.split(' ').nth(1)?.parse().ok()?;
+    Some((code, body.to_owned()))
 }

@@ -8,7 +8,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use vcsync_e2e::testutil::wait_for;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_vcsync");
@@ -131,19 +130,7 @@ impl Drop for Process {
 }
 
 /// `GET path` on the health endpoint: status code and body.
-pub async fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: vcsync\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.ok()?;
-    let (head, body) = out.split_once("\r\n\r\n")?;
-    let code = head.split(' ').nth(1)?.parse().ok()?;
-    Some((code, body.to_owned()))
-}
+pub use vcsync_e2e::testutil::http_get as get;
 
 /// The value of the sample line starting with `series` (full name and labels).
 pub fn sample(metrics: &str, series: &str) -> Option<f64> {

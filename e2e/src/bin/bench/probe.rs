@@ -1,10 +1,7 @@
 //! What the bench reads from the vcsync process without its help: memory and CPU from /proc,
 //! and its own metrics and readiness from the health endpoint.
 
-use std::net::SocketAddr;
 use std::time::Duration;
-
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// Resident memory of a process.
 #[derive(Debug, Clone, Copy, Default)]
@@ -57,20 +54,7 @@ fn clock_ticks() -> u64 {
     })
 }
 
-/// `GET path` on the health endpoint: status code and body.
-pub async fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: vcsync\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.ok()?;
-    let (head, body) = out.split_once("\r\n\r\n")?;
-    let code = head.split(' ').nth(1)?.parse().ok()?;
-    Some((code, body.to_owned()))
-}
+pub use vcsync_e2e::testutil::http_get;
 
 /// Sum of every sample of the metric family `name` (all label sets).
 pub fn metric_sum(metrics: &str, name: &str) -> f64 {
