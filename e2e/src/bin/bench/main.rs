@@ -6,8 +6,9 @@
 //! ```
 //!
 //! By default it starts two in-process test API servers (host and virtual) and the kubelet
-//! simulator on the host, and runs the release `vcsync` binary between them as a child process,
-//! so its memory and CPU come from `/proc` and its writes from the servers' per-user counters.
+//! simulator on the host, and runs the `vcsync` binary as shipped (the `dist` profile) between
+//! them as a child process, so its memory and CPU come from `/proc` and its writes from the
+//! servers' per-user counters.
 //! With `--host-kubeconfig` and `--virtual-kubeconfig` it runs against real clusters instead
 //! (write counts and fault injection need the test servers). Latencies come from the bench's own
 //! watches, stamped with one monotonic clock when each event arrives.
@@ -112,7 +113,7 @@ struct Args {
     /// Virtual cluster kubeconfig.
     #[arg(long)]
     virtual_kubeconfig: Option<PathBuf>,
-    /// The vcsync binary (default: build and use target/release/vcsync).
+    /// The vcsync binary (default: build and use target/dist/vcsync, the shipped profile).
     #[arg(long)]
     vcsync_bin: Option<PathBuf>,
     /// Simulated host nodes.
@@ -132,7 +133,7 @@ struct Args {
     out: PathBuf,
 }
 
-/// Build the release vcsync binary (a no-op when it is current) and return its path.
+/// Build the vcsync binary as shipped (a no-op when it is current) and return its path.
 fn build_vcsync() -> anyhow::Result<PathBuf> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -141,14 +142,22 @@ fn build_vcsync() -> anyhow::Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let status = std::process::Command::new(cargo)
         .current_dir(&root)
-        .args(["build", "--release", "-p", "vcsync", "--bin", "vcsync"])
+        .args([
+            "build",
+            "--profile",
+            "dist",
+            "-p",
+            "vcsync",
+            "--bin",
+            "vcsync",
+        ])
         .status()
         .context("running cargo build")?;
     anyhow::ensure!(status.success(), "building the vcsync binary failed");
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
-    Ok(target.join("release").join("vcsync"))
+    Ok(target.join("dist").join("vcsync"))
 }
 
 #[tokio::main]
