@@ -581,17 +581,19 @@ async fn ensure_tokens(
         .get(&ObjectRef::new(&secret_name).within(&shared.cfg.host_namespace));
     let now = now_secs();
     let host_uid = host.metadata.uid.clone().unwrap_or_default();
+    // Until the cache shows the Secret (its watch feed then forgets the entry), trust what this
+    // process wrote.
+    if existing.is_none()
+        && let Some((uid, refresh_at)) = sync
+            .written
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&secret_name)
+            .cloned()
+        && uid == host_uid
+        && refresh_at > now
     {
-        let mut written = sync.written.lock().unwrap_or_else(|e| e.into_inner());
-        if existing.is_some() {
-            // The cache caught up: it is the truth again.
-            written.remove(&secret_name);
-        } else if let Some((uid, refresh_at)) = written.get(&secret_name)
-            && *uid == host_uid
-            && *refresh_at > now
-        {
-            return Ok(Some(Duration::from_secs((refresh_at - now) as u64)));
-        }
+        return Ok(Some(Duration::from_secs((refresh_at - now) as u64)));
     }
     if let Some(s) = &existing {
         let refresh_at = s
