@@ -8,7 +8,7 @@
 //! into the typed [`Config`] the rest of the program reads.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -243,6 +243,134 @@ pub struct RunArgs {
     /// Leader election.
     #[command(flatten)]
     pub leader_election: LeaderElectionFlags,
+
+    /// The kubelet API of the virtual nodes.
+    #[command(flatten)]
+    pub kubelet: KubeletFlags,
+}
+
+/// The kubelet endpoint vcsync serves for its virtual nodes (`kubectl logs`, `exec`,
+/// `attach`, `port-forward`), see [`crate::kubelet`].
+#[derive(Debug, Clone, clap::Args)]
+pub struct KubeletFlags {
+    /// Address the virtual nodes advertise as their InternalIP: where the virtual API server
+    /// dials their kubelet. The shipped manifests run k3s in vcsync's pod, so loopback.
+    #[arg(
+        long = "kubelet-address",
+        env = "VCSYNC_KUBELET_ADDRESS",
+        value_name = "IP",
+        default_value = "127.0.0.1"
+    )]
+    pub address: IpAddr,
+
+    /// Port of the kubelet endpoint, advertised as the virtual nodes'
+    /// daemonEndpoints.kubeletEndpoint.Port (0: any free port).
+    #[arg(
+        long = "kubelet-port",
+        env = "VCSYNC_KUBELET_PORT",
+        value_name = "PORT",
+        default_value_t = 10250
+    )]
+    pub port: u16,
+
+    /// Address to listen on for the kubelet endpoint [default: --kubelet-address].
+    #[arg(
+        long = "kubelet-bind-address",
+        env = "VCSYNC_KUBELET_BIND_ADDRESS",
+        value_name = "IP"
+    )]
+    pub bind_address: Option<IpAddr>,
+
+    /// CA bundle (PEM) whose client certificates may call the kubelet endpoint: the virtual
+    /// control plane's client CA (k3s: <data-dir>/server/tls/client-ca.crt). Without it every
+    /// request is refused.
+    #[arg(
+        long = "kubelet-client-ca",
+        env = "VCSYNC_KUBELET_CLIENT_CA",
+        value_name = "FILE"
+    )]
+    pub client_ca: Option<PathBuf>,
+
+    /// Common names of the client certificates allowed to call (the virtual API server's
+    /// kubelet client identity; k3s: system:apiserver, kubeadm: kube-apiserver-kubelet-client).
+    #[arg(
+        long = "kubelet-client-names",
+        env = "VCSYNC_KUBELET_CLIENT_NAMES",
+        value_name = "NAMES",
+        value_delimiter = ',',
+        default_value = "system:apiserver,kube-apiserver-kubelet-client"
+    )]
+    pub client_names: Vec<String>,
+
+    /// CA certificate (PEM) that signs the kubelet serving certificate vcsync mints at
+    /// start-up: the one the virtual API server verifies kubelets against (k3s:
+    /// <data-dir>/server/tls/server-ca.crt).
+    #[arg(
+        long = "kubelet-serving-ca-cert",
+        env = "VCSYNC_KUBELET_SERVING_CA_CERT",
+        value_name = "FILE",
+        requires = "serving_ca_key",
+        conflicts_with = "tls_cert"
+    )]
+    pub serving_ca_cert: Option<PathBuf>,
+
+    /// Private key (PEM) of --kubelet-serving-ca-cert (k3s: <data-dir>/server/tls/server-ca.key).
+    #[arg(
+        long = "kubelet-serving-ca-key",
+        env = "VCSYNC_KUBELET_SERVING_CA_KEY",
+        value_name = "FILE",
+        requires = "serving_ca_cert"
+    )]
+    pub serving_ca_key: Option<PathBuf>,
+
+    /// A ready serving certificate (PEM chain) for the kubelet endpoint, instead of minting
+    /// one; with neither, a self-signed certificate is served.
+    #[arg(
+        long = "kubelet-tls-cert",
+        env = "VCSYNC_KUBELET_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Private key (PEM) of --kubelet-tls-cert.
+    #[arg(
+        long = "kubelet-tls-key",
+        env = "VCSYNC_KUBELET_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+}
+
+impl KubeletFlags {
+    /// The typed endpoint settings.
+    pub fn endpoint(self) -> crate::kubelet::EndpointConfig {
+        let serving = match (
+            self.tls_cert,
+            self.tls_key,
+            self.serving_ca_cert,
+            self.serving_ca_key,
+        ) {
+            (Some(cert), Some(key), _, _) => crate::kubelet::ServingCert::Files { cert, key },
+            (_, _, Some(ca_cert), Some(ca_key)) => {
+                crate::kubelet::ServingCert::SignedBy { ca_cert, ca_key }
+            }
+            _ => crate::kubelet::ServingCert::SelfSigned,
+        };
+        crate::kubelet::EndpointConfig {
+            advertise: self.address,
+            bind: SocketAddr::new(self.bind_address.unwrap_or(self.address), self.port),
+            client_ca: self.client_ca,
+            client_names: self
+                .client_names
+                .into_iter()
+                .map(|n| n.trim().to_owned())
+                .filter(|n| !n.is_empty())
+                .collect(),
+            serving,
+        }
+    }
 }
 
 /// Leader election flags of `vcsync run`.
@@ -379,6 +507,8 @@ pub struct Config {
     pub require_guardrails: bool,
     /// Time between guardrail checks after start-up.
     pub guardrails_interval: Duration,
+    /// The kubelet endpoint of the virtual nodes.
+    pub kubelet: crate::kubelet::EndpointConfig,
 }
 
 /// Parse `namespace/name` into two DNS labels.
@@ -426,6 +556,7 @@ impl RunArgs {
             policy: self.policy,
             require_guardrails: self.require_guardrails,
             guardrails_interval: Duration::from_secs(self.guardrails_interval_seconds),
+            kubelet: self.kubelet.endpoint(),
         }
     }
 }

@@ -29,8 +29,10 @@
 //!   NetworkPolicy (`--require-guardrails`).
 //! - [`policy`]: the tenant's isolation policy (`--policy FILE`) and the pure
 //!   checks every object passes before it is written to the host.
-//! - [`run`]: the `vcsync run` command. The sync engine itself is not written
-//!   yet; `run` stops after checking that both APIs answer.
+//! - [`kubelet`]: the kubelet API of the virtual nodes (`kubectl logs`,
+//!   `exec`, `attach`, `port-forward`), relayed to the host pods' subresources.
+//! - [`run`]: the `vcsync run` command.
+//! - [`translate`] and [`sync`]: the pure translation and the controllers.
 #![forbid(unsafe_code)]
 
 pub mod config;
@@ -38,6 +40,7 @@ pub mod guardrails;
 pub mod health;
 pub mod kube_clients;
 pub mod kubeconfig;
+pub mod kubelet;
 pub mod leader;
 pub mod logging;
 pub mod markers;

@@ -125,6 +125,17 @@ struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KubeletLabels {
+    endpoint: &'static str,
+    code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabels {
+    endpoint: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabels {
     kind: &'static str,
 }
@@ -193,6 +204,8 @@ pub struct Metrics {
     guardrails_missing: Family<ItemLabels, Gauge>,
     cache_synced: Family<CacheLabels, Gauge>,
     workqueue_depth: Family<QueueLabels, Gauge>,
+    kubelet_requests: Family<KubeletLabels, Counter>,
+    kubelet_streams: Family<EndpointLabels, Gauge>,
     depth_sources: Mutex<Vec<(&'static str, DepthSource)>>,
     /// When each API last answered any request (any status), indexed by [`ApiLabel::index`].
     last_contact: Mutex<[Option<Instant>; 2]>,
@@ -318,8 +331,22 @@ impl Metrics {
             "Current depth of workqueue (keys waiting, not those being processed)",
             workqueue_depth.clone(),
         );
+        let kubelet_requests = Family::<KubeletLabels, Counter>::default();
+        registry.register(
+            "vcsync_kubelet_requests",
+            "Requests to the virtual nodes' kubelet API by endpoint and status code",
+            kubelet_requests.clone(),
+        );
+        let kubelet_streams = Family::<EndpointLabels, Gauge>::default();
+        registry.register(
+            "vcsync_kubelet_active_streams",
+            "Log streams and upgraded exec, attach and port-forward sessions in progress",
+            kubelet_streams.clone(),
+        );
         Metrics {
             registry,
+            kubelet_requests,
+            kubelet_streams,
             reconcile_total,
             reconcile_errors,
             reconcile_error_reasons,
@@ -341,6 +368,20 @@ impl Metrics {
             guardrails: Mutex::new(BTreeMap::new()),
             pending: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Counts one kubelet API request (`endpoint` and `code` are static label values).
+    pub fn kubelet_request(&self, endpoint: &'static str, code: &'static str) {
+        self.kubelet_requests
+            .get_or_create(&KubeletLabels { endpoint, code })
+            .inc();
+    }
+
+    /// A kubelet API session of `endpoint` started (`+1`) or ended (`-1`).
+    pub fn kubelet_stream(&self, endpoint: &'static str, delta: i64) {
+        self.kubelet_streams
+            .get_or_create(&EndpointLabels { endpoint })
+            .inc_by(delta);
     }
 
     /// The registry in the OpenMetrics text format (what `/metrics` serves).
@@ -976,6 +1017,7 @@ fn simple_verb(method: &http::Method) -> &'static str {
 /// class.
 pub fn code_label(status: http::StatusCode) -> &'static str {
     match status.as_u16() {
+        101 => "101",
         200 => "200",
         201 => "201",
         202 => "202",
@@ -989,6 +1031,7 @@ pub fn code_label(status: http::StatusCode) -> &'static str {
         409 => "409",
         410 => "410",
         413 => "413",
+        501 => "501",
         415 => "415",
         422 => "422",
         429 => "429",

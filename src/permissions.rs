@@ -17,6 +17,9 @@
 //!   kubeconfig Secret ([`crate::kubeconfig::ensure_kubeconfig_secret`]).
 //! - `list` of ResourceQuotas, LimitRanges and NetworkPolicies: the guardrail
 //!   check ([`crate::guardrails`]); never written.
+//! - `pods/log`, `pods/exec`, `pods/attach`, `pods/portforward`: the kubelet
+//!   endpoint of the virtual nodes ([`crate::kubelet`]), for the host copies of
+//!   the tenant's pods. Never `nodes/proxy`: it would reach every pod on a node.
 //!
 //! Host status subresources are never written (status only flows up to the
 //! virtual API), and host Events are only read (events vcsync records go to
@@ -120,6 +123,32 @@ pub const HOST_PERMISSIONS: &[Permission] = &[
         verbs: &["get", "create", "update"],
         used_by: "leader election (one Lease in the host namespace)",
     },
+    Permission {
+        group: "",
+        resource: "pods/log",
+        verbs: &["get"],
+        used_by: "kubelet (kubectl logs of a tenant pod)",
+    },
+    // The kubelet endpoint forwards the caller's method: POST (kubectl, RBAC `create`) or GET
+    // (RBAC `get`), so both are granted, on these subresources only.
+    Permission {
+        group: "",
+        resource: "pods/exec",
+        verbs: &["get", "create"],
+        used_by: "kubelet (kubectl exec and cp)",
+    },
+    Permission {
+        group: "",
+        resource: "pods/attach",
+        verbs: &["get", "create"],
+        used_by: "kubelet (kubectl attach)",
+    },
+    Permission {
+        group: "",
+        resource: "pods/portforward",
+        verbs: &["get", "create"],
+        used_by: "kubelet (kubectl port-forward)",
+    },
 ];
 
 /// Cluster-scoped requests that an optional ClusterRole may grant
@@ -183,7 +212,30 @@ mod tests {
                 .contains(&verb.as_str()),
                 "{resource}: {verb}"
             );
-            assert!(!resource.contains('/'), "{resource}: no subresources");
+            // The only subresources: the kubelet endpoint's pod streams (no status writes).
+            if let Some((parent, sub)) = resource.split_once('/') {
+                assert_eq!(parent, "pods", "{resource}");
+                assert!(
+                    ["log", "exec", "attach", "portforward"].contains(&sub),
+                    "{resource}: no other subresources"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn nothing_node_wide_is_ever_asked_for() {
+        // nodes/proxy reaches every pod on a node (and the kubelet's own API): an escape path.
+        for list in [HOST_PERMISSIONS, OPTIONAL_CLUSTER_PERMISSIONS] {
+            for (_, resource, verb) in triples(list) {
+                assert!(
+                    !resource.starts_with("nodes/"),
+                    "{resource}: {verb} must never be granted"
+                );
+                if resource == "nodes" {
+                    assert_eq!(verb, "get", "nodes: only get");
+                }
+            }
         }
     }
 

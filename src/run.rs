@@ -53,6 +53,9 @@ pub enum RunError {
     /// `--require-guardrails` and the host namespace lacks a guardrail.
     #[error(transparent)]
     Guardrails(#[from] crate::guardrails::GuardrailsMissing),
+    /// The kubelet endpoint of the virtual nodes could not start.
+    #[error(transparent)]
+    Kubelet(#[from] crate::kubelet::KubeletError),
     /// This replica stopped being the leader without being asked to stop.
     #[error("stopped syncing: {0}")]
     LostLease(#[from] LostLease),
@@ -134,13 +137,20 @@ pub async fn run_until(config: Config, shutdown: impl Future<Output = ()>) -> Re
     })
     .await?;
     info!(metrics_addr = %addr, "serving /livez, /readyz and /metrics");
+    let kubelet = match crate::kubelet::bind(config.kubelet.clone()).await {
+        Ok(k) => k,
+        Err(e) => {
+            let _ = server_stop.send(());
+            return Err(e.into());
+        }
+    };
     let probes = tokio::spawn(health::probe_apis(
         health.clone(),
         host.clone(),
         virt.clone(),
     ));
     let guardrail_checks = tokio::spawn(guardrails.run(config.guardrails_interval));
-    let result = lead_and_sync(&config, &health, host, virt, policy, shutdown).await;
+    let result = lead_and_sync(&config, &health, host, virt, policy, kubelet, shutdown).await;
     health.set_role(Role::Stopping);
     probes.abort();
     guardrail_checks.abort();
@@ -160,14 +170,24 @@ async fn lead_and_sync(
     host: Client,
     virt: Client,
     policy: crate::policy::Policy,
+    kubelet: crate::kubelet::Bound,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     tokio::pin!(shutdown);
+    let mut engine_cfg = engine_config(config);
+    engine_cfg.kubelet = Some(kubelet.endpoint);
     let engine = Arc::new(
-        crate::sync::Shared::new(engine_config(config), host.clone(), virt)
+        crate::sync::Shared::new(engine_cfg, host.clone(), virt)
             .with_metrics(health.metrics().clone())
             .with_policy(policy),
     );
+    // The kubelet endpoint reads the engine's caches; until they fill (a standby replica's
+    // stay empty) it answers 404 for every pod.
+    let _kubelet = AbortOnDrop(tokio::spawn(kubelet.serve(
+        engine.clone(),
+        health.metrics().clone(),
+        futures::future::pending::<()>(),
+    )));
     // The tenant kubeconfig Secret is the leader's job, like every other host write.
     let kubeconfig = crate::kubeconfig::maintain_secret(
         host.clone(),
@@ -299,6 +319,16 @@ pub fn engine_config(config: &Config) -> crate::sync::EngineConfig {
             config.dns_service.1.to_string(),
         ),
         cluster_domain: config.cluster_domain.to_string(),
+        kubelet: None,
+    }
+}
+
+/// Aborts a background task when dropped (on every way out of the function holding it).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -620,6 +620,45 @@ fn the_statefulset_runs_k3s_and_vcsync_as_the_code_expects() {
             r.dir
         );
 
+        // The kubelet endpoint's CAs are the ones k3s writes under its data dir
+        // (`<data-dir>/server/tls/`), mounted read-only from the same claim.
+        let data_dir = flag_value(k3s.args.as_deref().unwrap_or_default(), "--data-dir")
+            .first()
+            .map(|d| (*d).to_owned())
+            .unwrap_or_else(|| panic!("{}: k3s has no --data-dir", r.dir));
+        let data_volume = k3s
+            .volume_mounts
+            .iter()
+            .flatten()
+            .find(|m| m.mount_path == data_dir)
+            .map(|m| m.name.clone())
+            .unwrap_or_else(|| panic!("{}: {data_dir} is on no volume", r.dir));
+        for (var, file) in [
+            ("VCSYNC_KUBELET_CLIENT_CA", "client-ca.crt"),
+            ("VCSYNC_KUBELET_SERVING_CA_CERT", "server-ca.crt"),
+            ("VCSYNC_KUBELET_SERVING_CA_KEY", "server-ca.key"),
+        ] {
+            let path = env
+                .get(var)
+                .cloned()
+                .flatten()
+                .unwrap_or_else(|| panic!("{}: {var} unset", r.dir));
+            let m = vcsync
+                .volume_mounts
+                .iter()
+                .flatten()
+                .find(|m| path.starts_with(&format!("{}/", m.mount_path)))
+                .unwrap_or_else(|| panic!("{}: {path} ({var}) is on no volume", r.dir));
+            assert_eq!(m.name, data_volume, "{}: {var}", r.dir);
+            assert_eq!(m.read_only, Some(true), "{}: {var}", r.dir);
+            let in_claim = format!(
+                "{}/{}",
+                m.sub_path.as_deref().unwrap_or(""),
+                &path[m.mount_path.len() + 1..]
+            );
+            assert_eq!(in_claim, format!("server/tls/{file}"), "{}: {var}", r.dir);
+        }
+
         // Probes on vcsync's health endpoints, on the port it listens on.
         let port: u16 = r
             .vcsync_setting("VCSYNC_METRICS_ADDR")

@@ -160,6 +160,7 @@ impl Harness {
             api_service: API_SERVICE.into(),
             dns_service: ("kube-system".into(), "kube-dns".into()),
             cluster_domain: "cluster.local".into(),
+            kubelet: None,
         }
     }
 

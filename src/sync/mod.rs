@@ -58,6 +58,9 @@ pub struct EngineConfig {
     pub dns_service: (String, String),
     /// Cluster domain of the virtual cluster.
     pub cluster_domain: String,
+    /// The kubelet endpoint the virtual nodes advertise (`None`: they advertise no address,
+    /// so the virtual API server has no kubelet to call).
+    pub kubelet: Option<crate::kubelet::NodeEndpoint>,
 }
 
 /// Why a reconcile failed. Variants name the failed action and carry the object key.

@@ -3,9 +3,17 @@
 //! Every host node named in the `spec.nodeName` of one of this tenant's host pods (terminating
 //! and finished pods included: their virtual pods still point at the node) appears in the
 //! virtual cluster as a Node of the same name, and is deleted once no such pod is left. The
-//! virtual node shows the host node's conditions, capacity, allocatable, InternalIP/Hostname
-//! addresses and node info (without machine, system and boot ids), and only the labels in
-//! [`ALLOWED_LABELS`]: other host labels describe the provider's infrastructure, not the tenant's.
+//! virtual node shows the host node's conditions, capacity, allocatable and node info (without
+//! machine, system and boot ids), and only the labels in [`ALLOWED_LABELS`]: other host labels
+//! describe the provider's infrastructure, not the tenant's.
+//!
+//! **Addresses.** A virtual node's only address is vcsync's kubelet endpoint
+//! ([`crate::kubelet`]): an `InternalIP` of `--kubelet-address`, with `--kubelet-port` as
+//! `daemonEndpoints.kubeletEndpoint.Port`. The virtual API server dials a node's address for
+//! logs, exec and port-forward, so a host node's address there would make the tenant's control
+//! plane call the host's kubelets. No `Hostname` address either: kube-apiserver prefers it and
+//! it would not resolve. The host node's IP stays visible where a pod sees it on a real cluster:
+//! the pod's `status.hostIP`.
 //!
 //! **Permissions.** Reading host Nodes needs a cluster-scoped `get nodes` grant on the host,
 //! which a namespace-scoped install may not have; it is optional. When the GET answers 403 (or
@@ -36,7 +44,8 @@ use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{
-    Node, NodeAddress, NodeCondition, NodeSpec, NodeStatus, NodeSystemInfo, Pod,
+    DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeSpec, NodeStatus,
+    NodeSystemInfo, Pod,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -154,12 +163,13 @@ fn without_heartbeat(c: &NodeCondition) -> NodeCondition {
     }
 }
 
-/// The status vcsync wants on virtual node: from `host` when readable, else synthesized with
-/// `host_ip`. Times come from `existing` where nothing changed: the conditions' heartbeat is
-/// renewed only when they changed or the last one is [`HEARTBEAT`] old at `now`.
+/// The status vcsync wants on virtual node: from `host` when readable, else synthesized; its
+/// address is the kubelet `endpoint`. Times come from `existing` where nothing changed: the
+/// conditions' heartbeat is renewed only when they changed or the last one is [`HEARTBEAT`]
+/// old at `now`.
 pub fn desired_status(
     host: Option<&Node>,
-    host_ip: Option<&str>,
+    endpoint: Option<&crate::kubelet::NodeEndpoint>,
     existing: Option<&NodeStatus>,
     now: Timestamp,
 ) -> NodeStatus {
@@ -209,28 +219,21 @@ pub fn desired_status(
             Some(Time(now))
         };
     }
-    let addresses = match host {
-        Some(_) => hs
-            .and_then(|s| s.addresses.as_ref())
-            .map(|a| {
-                a.iter()
-                    .filter(|a| matches!(a.type_.as_str(), "InternalIP" | "Hostname"))
-                    .cloned()
-                    .collect::<Vec<_>>()
-            })
-            .filter(|a| !a.is_empty()),
-        None => host_ip.map(|ip| {
-            vec![NodeAddress {
-                type_: "InternalIP".into(),
-                address: ip.to_string(),
-            }]
-        }),
-    };
     NodeStatus {
         conditions: Some(conditions),
         capacity: hs.and_then(|s| s.capacity.clone()),
         allocatable: hs.and_then(|s| s.allocatable.clone()),
-        addresses,
+        addresses: endpoint.map(|e| {
+            vec![NodeAddress {
+                type_: "InternalIP".into(),
+                address: e.address.to_string(),
+            }]
+        }),
+        daemon_endpoints: endpoint.map(|e| NodeDaemonEndpoints {
+            kubelet_endpoint: Some(DaemonEndpoint {
+                port: i32::from(e.port),
+            }),
+        }),
         node_info: hs
             .and_then(|s| s.node_info.as_ref())
             .map(|i| NodeSystemInfo {
@@ -259,6 +262,7 @@ pub fn status_differs(existing: Option<&NodeStatus>, desired: &NodeStatus) -> bo
         || !map_eq(&e.capacity, &desired.capacity)
         || !map_eq(&e.allocatable, &desired.allocatable)
         || !list_eq(&e.addresses, &desired.addresses)
+        || (desired.daemon_endpoints.is_some() && e.daemon_endpoints != desired.daemon_endpoints)
         || (desired.node_info.is_some() && e.node_info != desired.node_info)
 }
 
@@ -269,6 +273,9 @@ pub fn merged_status(existing: Option<&NodeStatus>, desired: &NodeStatus) -> Nod
     out.capacity = desired.capacity.clone();
     out.allocatable = desired.allocatable.clone();
     out.addresses = desired.addresses.clone();
+    if desired.daemon_endpoints.is_some() {
+        out.daemon_endpoints = desired.daemon_endpoints.clone();
+    }
     if desired.node_info.is_some() {
         out.node_info = desired.node_info.clone();
     }
@@ -395,7 +402,7 @@ impl NodeSync {
         let in_use = nodes_in_use(&self.host_pods.state());
         self.host_nodes.retain(|n, _| in_use.contains_key(n));
         self.retry_at.retain(|n, _| in_use.contains_key(n));
-        for (name, host_ip) in &in_use {
+        for name in in_use.keys() {
             if self.retry_at.get(name).is_some_and(|t| Instant::now() < *t) {
                 continue;
             }
@@ -405,9 +412,7 @@ impl NodeSync {
                 namespace = "",
                 name = name.as_str()
             );
-            let result =
-                tracing::Instrument::instrument(self.reconcile(name, host_ip.as_deref()), span)
-                    .await;
+            let result = tracing::Instrument::instrument(self.reconcile(name), span).await;
             self.settle(name, result);
         }
         let tenant = self.shared.cfg.tenant.clone();
@@ -452,12 +457,13 @@ impl NodeSync {
         }
     }
 
-    async fn reconcile(&mut self, name: &str, host_ip: Option<&str>) -> Result<(), NodeSyncError> {
+    async fn reconcile(&mut self, name: &str) -> Result<(), NodeSyncError> {
         let Some(host) = self.host_node(name).await else {
             // Nothing known about the host node yet; the next tick asks again.
             return Ok(());
         };
         let tenant = self.shared.cfg.tenant.clone();
+        let endpoint = self.shared.cfg.kubelet;
         let api: Api<Node> = Api::all(self.shared.virt.clone());
         let labels = desired_labels(&tenant, name, host.as_ref());
         let mut current = self
@@ -465,7 +471,7 @@ impl NodeSync {
             .get(&ObjectRef::new(name))
             .map(|n| n.as_ref().clone());
         if current.is_none() {
-            let status = desired_status(host.as_ref(), host_ip, None, Timestamp::now());
+            let status = desired_status(host.as_ref(), endpoint.as_ref(), None, Timestamp::now());
             let node = new_virtual_node(name, labels.clone(), status);
             match api.create(&write_params(), &node).await {
                 Ok(created) => {
@@ -500,7 +506,7 @@ impl NodeSync {
         }
         let status = desired_status(
             host.as_ref(),
-            host_ip,
+            endpoint.as_ref(),
             current.status.as_ref(),
             Timestamp::now(),
         );
@@ -604,6 +610,13 @@ mod tests {
 
     fn ts(s: &str) -> Timestamp {
         s.parse().unwrap()
+    }
+
+    fn endpoint() -> crate::kubelet::NodeEndpoint {
+        crate::kubelet::NodeEndpoint {
+            address: "127.0.0.1".parse().unwrap(),
+            port: 10250,
+        }
     }
 
     fn pod(name: &str, node: Option<&str>, ip: Option<&str>) -> Arc<Pod> {
@@ -761,7 +774,7 @@ mod tests {
     #[test]
     fn status_mirrors_the_host_node() {
         let now = ts("2025-01-01T00:20:00.700Z");
-        let s = desired_status(Some(&host_node()), Some("10.9.9.9"), None, now);
+        let s = desired_status(Some(&host_node()), Some(&endpoint()), None, now);
         let conds = s.conditions.as_ref().unwrap();
         assert_eq!(conds.len(), 2);
         assert_eq!(conds[1].type_, "Ready");
@@ -777,14 +790,18 @@ mod tests {
         );
         assert_eq!(s.capacity.as_ref().unwrap()["cpu"].0, "4");
         assert_eq!(s.allocatable.as_ref().unwrap()["memory"].0, "16Gi");
-        let addrs: Vec<&str> = s
-            .addresses
-            .as_ref()
-            .unwrap()
-            .iter()
-            .map(|a| a.type_.as_str())
-            .collect();
-        assert_eq!(addrs, ["InternalIP", "Hostname"]);
+        // The kubelet endpoint, never the host node's own addresses.
+        assert_eq!(
+            s.addresses,
+            Some(vec![NodeAddress {
+                type_: "InternalIP".into(),
+                address: "127.0.0.1".into()
+            }])
+        );
+        assert_eq!(
+            s.daemon_endpoints.unwrap().kubelet_endpoint.unwrap().port,
+            10250
+        );
         let info = s.node_info.unwrap();
         assert_eq!(info.kubelet_version, "v1.32.3");
         assert!(
@@ -795,22 +812,17 @@ mod tests {
     #[test]
     fn an_unreadable_host_node_is_synthesized_ready() {
         let now = ts("2025-01-01T00:20:00Z");
-        let s = desired_status(None, Some("10.0.0.2"), None, now);
+        let s = desired_status(None, Some(&endpoint()), None, now);
         let conds = s.conditions.unwrap();
         assert_eq!(conds.len(), 1);
         assert_eq!(conds[0].type_, "Ready");
         assert_eq!(conds[0].status, "True");
         assert_eq!(conds[0].reason.as_deref(), Some(ASSUMED_READY_REASON));
         assert_eq!(conds[0].last_transition_time, Some(Time(now)));
-        assert_eq!(
-            s.addresses,
-            Some(vec![NodeAddress {
-                type_: "InternalIP".into(),
-                address: "10.0.0.2".into()
-            }])
-        );
+        assert_eq!(s.addresses.unwrap()[0].address, "127.0.0.1");
         assert!(s.capacity.is_none() && s.allocatable.is_none() && s.node_info.is_none());
-        assert!(desired_status(None, None, None, now).addresses.is_none());
+        let none = desired_status(None, None, None, now);
+        assert!(none.addresses.is_none() && none.daemon_endpoints.is_none());
     }
 
     #[rstest]
@@ -845,12 +857,12 @@ mod tests {
         );
 
         // A synthesized node keeps its transition time and writes nothing while fresh.
-        let synth = desired_status(None, Some("10.0.0.2"), None, t0);
-        let next = desired_status(None, Some("10.0.0.2"), Some(&synth), later);
+        let synth = desired_status(None, Some(&endpoint()), None, t0);
+        let next = desired_status(None, Some(&endpoint()), Some(&synth), later);
         assert!(!status_differs(Some(&synth), &next));
         let due = desired_status(
             None,
-            Some("10.0.0.2"),
+            Some(&endpoint()),
             Some(&synth),
             ts("2025-01-01T00:21:00Z"),
         );
@@ -863,7 +875,7 @@ mod tests {
 
     #[test]
     fn defaulted_node_info_does_not_count_as_a_difference() {
-        let synth = desired_status(None, Some("10.0.0.2"), None, ts("2025-01-01T00:20:00Z"));
+        let synth = desired_status(None, Some(&endpoint()), None, ts("2025-01-01T00:20:00Z"));
         let mut existing = synth.clone();
         existing.node_info = Some(NodeSystemInfo::default());
         existing.capacity = Some(BTreeMap::new());

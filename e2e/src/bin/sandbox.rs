@@ -117,6 +117,7 @@ async fn main() -> anyhow::Result<()> {
         api_service: "vcsync-api".into(),
         dns_service: ("kube-system".into(), "kube-dns".into()),
         cluster_domain: "cluster.local".into(),
+        kubelet: None,
     };
     // The sample ingress needs a class and a host the policy allows; the rest is the secure
     // default (see the policy section of the README).
