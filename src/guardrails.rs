@@ -40,7 +40,7 @@ use kube::Client;
 use kube::api::{Api, ListParams};
 use tracing::{info, warn};
 
-use crate::metrics::Metrics;
+use crate::metrics::{GuardrailState, Metrics};
 use crate::policy::Level;
 
 /// The Pod Security admission label whose level is checked.
@@ -419,10 +419,16 @@ impl Checker {
     fn record(&mut self, report: &Report) -> bool {
         for (item, status) in &report.items {
             match status {
-                Status::Present => self.metrics.set_guardrail(item.as_str(), false),
-                Status::Missing(_) => self.metrics.set_guardrail(item.as_str(), true),
-                // Keep the last known value: a failed read says nothing new.
-                Status::Unknown(_) => {}
+                Status::Present => self
+                    .metrics
+                    .set_guardrail(item.as_str(), GuardrailState::Present),
+                Status::Missing(_) => self
+                    .metrics
+                    .set_guardrail(item.as_str(), GuardrailState::Missing),
+                // Its own state: an unreadable guardrail is neither present nor missing.
+                Status::Unknown(_) => self
+                    .metrics
+                    .set_guardrail(item.as_str(), GuardrailState::Unknown),
             }
         }
         let kinds = report.kinds();
@@ -726,24 +732,33 @@ mod tests {
         assert_eq!(
             metrics.guardrails(),
             [
-                ("limit-range", true),
-                ("network-policy", false),
-                ("pod-security-labels", false),
-                ("resource-quota", false),
+                ("limit-range", GuardrailState::Missing),
+                ("network-policy", GuardrailState::Present),
+                ("pod-security-labels", GuardrailState::Present),
+                ("resource-quota", GuardrailState::Present),
             ]
         );
         assert!(!checker.record(&report), "an unchanged pass is quiet");
 
-        // Unreadable: the last value stays, but the change is logged.
+        // Unreadable: its own state (not present, not missing), and the change is logged.
         observed.has_limit_range = Err(forbidden());
         let report = check(&observed, Level::Baseline, TENANT);
         assert!(checker.record(&report));
-        assert!(metrics.guardrails().contains(&("limit-range", true)));
+        assert!(
+            metrics
+                .guardrails()
+                .contains(&("limit-range", GuardrailState::Unknown))
+        );
 
         observed.has_limit_range = Ok(true);
         let report = check(&observed, Level::Baseline, TENANT);
         assert!(checker.record(&report));
-        assert!(metrics.guardrails().iter().all(|(_, missing)| !missing));
+        assert!(
+            metrics
+                .guardrails()
+                .iter()
+                .all(|(_, s)| *s == GuardrailState::Present)
+        );
         assert!(!checker.record(&report));
     }
 }

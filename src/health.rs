@@ -22,7 +22,7 @@ use hyper_util::rt::TokioIo;
 use kube::Client;
 use tokio::net::TcpListener;
 
-use crate::metrics::{ApiLabel, Metrics};
+use crate::metrics::{ApiLabel, GuardrailState, Metrics};
 
 /// An API that has not answered for longer than this fails readiness.
 pub const REACHABLE_WITHIN: Duration = Duration::from_secs(20);
@@ -139,17 +139,32 @@ impl Health {
             check("caches", caches);
         }
         let guardrails = self.metrics.guardrails();
-        let missing: Vec<&str> = guardrails
-            .iter()
-            .filter(|(_, missing)| *missing)
-            .map(|(item, _)| *item)
-            .collect();
+        let with = |state: GuardrailState| -> Vec<&str> {
+            guardrails
+                .iter()
+                .filter(|(_, s)| *s == state)
+                .map(|(item, _)| *item)
+                .collect()
+        };
+        let (missing, unknown) = (with(GuardrailState::Missing), with(GuardrailState::Unknown));
+        let mut parts = Vec::new();
+        if !missing.is_empty() {
+            parts.push(format!("missing {}", missing.join(", ")));
+        }
+        if !unknown.is_empty() {
+            parts.push(format!("unknown (not readable) {}", unknown.join(", ")));
+        }
+        for (_, what, n) in self.metrics.waiting() {
+            lines.push(format!(
+                "waiting: {n} object(s) held back, waiting for {what}"
+            ));
+        }
         lines.push(if guardrails.is_empty() {
             "guardrails: not checked".to_owned()
-        } else if missing.is_empty() {
+        } else if parts.is_empty() {
             "guardrails: all present".to_owned()
         } else {
-            format!("guardrails: missing {}", missing.join(", "))
+            format!("guardrails: {}", parts.join("; "))
         });
         Readiness { ready, lines }
     }
@@ -332,7 +347,10 @@ mod tests {
     #[test]
     fn stopping_and_starting_are_not_ready_and_guardrails_are_detail() {
         let (h, now) = healthy(Role::Stopping);
-        h.metrics.set_guardrail("resourcequota", true);
+        h.metrics
+            .set_guardrail("resourcequota", GuardrailState::Missing);
+        h.metrics
+            .set_guardrail("pod-security-labels", GuardrailState::Unknown);
         let r = h.readiness(now);
         assert!(!r.ready);
         assert!(
@@ -340,8 +358,12 @@ mod tests {
                 .contains(&"[-]leader-election failed: shutting down".to_owned())
         );
         assert!(
-            r.lines
-                .contains(&"guardrails: missing resourcequota".to_owned())
+            r.lines.contains(
+                &"guardrails: missing resourcequota; unknown (not readable) pod-security-labels"
+                    .to_owned()
+            ),
+            "{:?}",
+            h.readiness(now).lines
         );
         h.set_role(Role::Standby(None));
         assert!(

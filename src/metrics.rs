@@ -41,6 +41,17 @@ use serde::de::DeserializeOwned;
 use crate::markers;
 use crate::sync::SyncError;
 
+/// What the last check found of one host-namespace guardrail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuardrailState {
+    /// In place.
+    Present,
+    /// Known to be absent (or too weak).
+    Missing,
+    /// Could not be read (no permission, API error): neither present nor missing.
+    Unknown,
+}
+
 /// Which API server a request went to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ApiLabel {
@@ -131,6 +142,11 @@ struct KubeletLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CauseLabels {
+    cause: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EndpointLabels {
     endpoint: &'static str,
 }
@@ -202,17 +218,21 @@ pub struct Metrics {
     ownership_conflicts: Family<KindLabels, Counter>,
     leader: Gauge,
     guardrails_missing: Family<ItemLabels, Gauge>,
+    guardrails_unknown: Family<ItemLabels, Gauge>,
     cache_synced: Family<CacheLabels, Gauge>,
     workqueue_depth: Family<QueueLabels, Gauge>,
     kubelet_requests: Family<KubeletLabels, Counter>,
+    waiting_objects: Family<CauseLabels, Gauge>,
+    /// Causes objects wait for past the grace period: cause -> (what, how many).
+    waits: Mutex<BTreeMap<&'static str, (String, usize)>>,
     kubelet_streams: Family<EndpointLabels, Gauge>,
     depth_sources: Mutex<Vec<(&'static str, DepthSource)>>,
     /// When each API last answered any request (any status), indexed by [`ApiLabel::index`].
     last_contact: Mutex<[Option<Instant>; 2]>,
     /// Registered caches and whether each has synced.
     caches: Mutex<BTreeMap<(ApiLabel, &'static str), bool>>,
-    /// Guardrails checked so far and whether each is missing.
-    guardrails: Mutex<BTreeMap<&'static str, bool>>,
+    /// Guardrails checked so far and the state of each.
+    guardrails: Mutex<BTreeMap<&'static str, GuardrailState>>,
     /// First unhandled change per object: (direction, kind, `namespace/name`) -> when seen.
     pending: Mutex<HashMap<(Direction, &'static str, String), Instant>>,
 }
@@ -319,6 +339,12 @@ impl Metrics {
             "1 for each host-namespace guardrail found missing at the last check, else 0",
             guardrails_missing.clone(),
         );
+        let guardrails_unknown = Family::<ItemLabels, Gauge>::default();
+        registry.register(
+            "vcsync_guardrails_unknown",
+            "1 for each host-namespace guardrail that could not be read at the last check (no permission), else 0",
+            guardrails_unknown.clone(),
+        );
         let cache_synced = Family::<CacheLabels, Gauge>::default();
         registry.register(
             "vcsync_cache_synced",
@@ -330,6 +356,12 @@ impl Metrics {
             "workqueue_depth",
             "Current depth of workqueue (keys waiting, not those being processed)",
             workqueue_depth.clone(),
+        );
+        let waiting_objects = Family::<CauseLabels, Gauge>::default();
+        registry.register(
+            "vcsync_waiting_objects",
+            "Objects held back past the grace period, by what they wait for",
+            waiting_objects.clone(),
         );
         let kubelet_requests = Family::<KubeletLabels, Counter>::default();
         registry.register(
@@ -347,6 +379,8 @@ impl Metrics {
             registry,
             kubelet_requests,
             kubelet_streams,
+            waiting_objects,
+            waits: Mutex::new(BTreeMap::new()),
             reconcile_total,
             reconcile_errors,
             reconcile_error_reasons,
@@ -360,6 +394,7 @@ impl Metrics {
             ownership_conflicts,
             leader,
             guardrails_missing,
+            guardrails_unknown,
             cache_synced,
             workqueue_depth,
             depth_sources: Mutex::new(Vec::new()),
@@ -368,6 +403,27 @@ impl Metrics {
             guardrails: Mutex::new(BTreeMap::new()),
             pending: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// `n` objects have waited for `cause` (described by `what`) past the grace period.
+    pub fn set_waiting(&self, cause: &'static str, what: &str, n: usize) {
+        self.waiting_objects
+            .get_or_create(&CauseLabels { cause })
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+        let mut waits = lock(&self.waits);
+        if n == 0 {
+            waits.remove(cause);
+        } else {
+            waits.insert(cause, (what.to_owned(), n));
+        }
+    }
+
+    /// Causes objects wait for past the grace period: (cause, what, how many).
+    pub fn waiting(&self) -> Vec<(&'static str, String, usize)> {
+        lock(&self.waits)
+            .iter()
+            .map(|(c, (what, n))| (*c, what.clone(), *n))
+            .collect()
     }
 
     /// Counts one kubelet API request (`endpoint` and `code` are static label values).
@@ -521,16 +577,21 @@ impl Metrics {
         self.leader.get() == 1
     }
 
-    /// Records whether guardrail `item` (e.g. `networkpolicy-default-deny`) is missing.
-    pub fn set_guardrail(&self, item: &'static str, missing: bool) {
+    /// Records the state of guardrail `item` (e.g. `network-policy`): the gauge
+    /// `vcsync_guardrails_missing` is 1 only when it is known to be missing, and
+    /// `vcsync_guardrails_unknown` is 1 while it cannot be read.
+    pub fn set_guardrail(&self, item: &'static str, state: GuardrailState) {
         self.guardrails_missing
             .get_or_create(&ItemLabels { item })
-            .set(i64::from(missing));
-        lock(&self.guardrails).insert(item, missing);
+            .set(i64::from(state == GuardrailState::Missing));
+        self.guardrails_unknown
+            .get_or_create(&ItemLabels { item })
+            .set(i64::from(state == GuardrailState::Unknown));
+        lock(&self.guardrails).insert(item, state);
     }
 
-    /// Guardrails checked so far, with whether each is missing.
-    pub fn guardrails(&self) -> Vec<(&'static str, bool)> {
+    /// Guardrails checked so far, with the state of each.
+    pub fn guardrails(&self) -> Vec<(&'static str, GuardrailState)> {
         lock(&self.guardrails)
             .iter()
             .map(|(k, v)| (*k, *v))
@@ -1156,7 +1217,7 @@ mod tests {
         m.track_queue_depth("pod", || 0);
         m.api_request(ApiLabel::Host, "get", "Pod", "200");
         m.set_objects_synced("Pod", 0);
-        m.set_guardrail("resourcequota", false);
+        m.set_guardrail("resourcequota", GuardrailState::Present);
         m.cache_ready(ApiLabel::Host, "Pod");
         m.start_reconcile("Pod")
             .finish(Err(&SyncError::Untranslatable {
@@ -1346,7 +1407,8 @@ mod tests {
         let m = Metrics::new();
         m.set_leader(true);
         assert!(m.is_leader());
-        m.set_guardrail("resourcequota", true);
+        m.set_guardrail("resourcequota", GuardrailState::Missing);
+        m.set_guardrail("namespace", GuardrailState::Unknown);
         m.set_objects_synced("Pod", 3);
         assert_eq!(m.last_contact(ApiLabel::Host), None);
         m.api_request(ApiLabel::Host, "get", "Pod", "404");
@@ -1368,7 +1430,21 @@ mod tests {
             Some(1.0),
             "{t}"
         );
-        assert_eq!(m.guardrails(), vec![("resourcequota", true)]);
+        assert_eq!(
+            sample(&t, "vcsync_guardrails_unknown{item=\"namespace\"}"),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(&t, "vcsync_guardrails_missing{item=\"namespace\"}"),
+            Some(0.0)
+        );
+        assert_eq!(
+            m.guardrails(),
+            vec![
+                ("namespace", GuardrailState::Unknown),
+                ("resourcequota", GuardrailState::Missing)
+            ]
+        );
     }
 
     #[test]

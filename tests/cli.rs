@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_vcsync");
 
 /// Every `vcsync run` flag with its environment variable.
-const RUN_FLAGS: [(&str, &str); 24] = [
+const RUN_FLAGS: [(&str, &str); 33] = [
     ("--tenant", "VCSYNC_TENANT"),
     ("--host-namespace", "VCSYNC_HOST_NAMESPACE"),
     ("--virtual-kubeconfig", "VCSYNC_VIRTUAL_KUBECONFIG"),
@@ -39,6 +39,18 @@ const RUN_FLAGS: [(&str, &str); 24] = [
     ("--renew-deadline-seconds", "VCSYNC_RENEW_DEADLINE_SECONDS"),
     ("--retry-period-seconds", "VCSYNC_RETRY_PERIOD_SECONDS"),
     ("--pod-name", "VCSYNC_POD_NAME"),
+    ("--kubelet-address", "VCSYNC_KUBELET_ADDRESS"),
+    ("--kubelet-port", "VCSYNC_KUBELET_PORT"),
+    ("--kubelet-bind-address", "VCSYNC_KUBELET_BIND_ADDRESS"),
+    ("--kubelet-client-ca", "VCSYNC_KUBELET_CLIENT_CA"),
+    ("--kubelet-client-names", "VCSYNC_KUBELET_CLIENT_NAMES"),
+    (
+        "--kubelet-serving-ca-cert",
+        "VCSYNC_KUBELET_SERVING_CA_CERT",
+    ),
+    ("--kubelet-serving-ca-key", "VCSYNC_KUBELET_SERVING_CA_KEY"),
+    ("--kubelet-tls-cert", "VCSYNC_KUBELET_TLS_CERT"),
+    ("--kubelet-tls-key", "VCSYNC_KUBELET_TLS_KEY"),
 ];
 
 /// A `vcsync` command with no configuration leaking in from the test's own
@@ -358,6 +370,8 @@ fn reachable_apis_are_logged_as_json_and_sigterm_exits_cleanly() {
         host_kc.to_str().unwrap(),
         "--metrics-addr",
         "127.0.0.1:0",
+        "--kubelet-port",
+        "0",
     ]));
     let line = running.wait_for_line("both APIs reachable", Duration::from_secs(30));
     let event: serde_json::Value = serde_json::from_str(&line).expect("log line is JSON");

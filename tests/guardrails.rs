@@ -266,8 +266,14 @@ async fn a_forbidden_namespace_read_is_unknown_and_does_not_block() {
         "namespaced items present",
         |b| {
             sample(b, "vcsync_guardrails_missing{item=\"network-policy\"}") == Some(0.0)
-                && !b.contains("item=\"pod-security-labels\"")
+                && sample(b, "vcsync_guardrails_missing{item=\"pod-security-labels\"}") == Some(0.0)
+                && sample(b, "vcsync_guardrails_unknown{item=\"pod-security-labels\"}") == Some(1.0)
         },
     )
+    .await;
+    // Unknown is its own state on /readyz too, not read as present.
+    poll(&running, addr, "/readyz", "readyz says unknown", |b| {
+        b.contains("guardrails: unknown (not readable) pod-security-labels")
+    })
     .await;
 }

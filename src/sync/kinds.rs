@@ -611,6 +611,7 @@ async fn reconcile<K: SyncKind>(v: Arc<K>, s: Arc<KindSync<K>>) -> Result<Action
     if r.is_ok() {
         s.shared.backoff.reset(&format!("{}/{key}", K::KIND));
         s.shared.metrics.settled(K::KIND, &key);
+        s.shared.waits.done(&format!("{}/{key}", K::KIND));
     }
     r
 }
@@ -620,6 +621,7 @@ async fn reconcile_inner<K: SyncKind>(v: &K, s: &KindSync<K>) -> Result<Action, 
     // Decisions need the host cache: an empty one would make every host copy look missing.
     if !super::cache_ready(&s.host).await {
         return Err(SyncError::Waiting {
+            cause: super::waits::WaitCause::Cache,
             what: format!("the host {} cache", K::KIND),
         });
     }
@@ -694,7 +696,13 @@ fn error_policy<K: SyncKind>(v: Arc<K>, err: &SyncError, s: Arc<KindSync<K>>) ->
     let shared = s.shared.clone();
     let key = format!("{}/{}", K::KIND, key_of(v.as_ref()));
     if !err.is_permanent() {
-        tracing::info!(controller = K::KIND, key, error = %err, reason = err.metric_label(), "retrying");
+        if matches!(err, SyncError::Waiting { .. }) {
+            let (obj_ref, err) = (v.object_ref(&()), clone_wait(err));
+            let (shared, key) = (shared.clone(), key.clone());
+            tokio::spawn(async move { shared.note_wait(&obj_ref, &key, &err).await });
+        } else {
+            tracing::info!(controller = K::KIND, key, error = %err, reason = err.metric_label(), "retrying");
+        }
         return Action::requeue(shared.backoff.next(&key));
     }
     let obj_ref = v.object_ref(&());
@@ -704,6 +712,20 @@ fn error_policy<K: SyncKind>(v: Arc<K>, err: &SyncError, s: Arc<KindSync<K>>) ->
         shared.warn(&obj_ref, reason, msg).await;
     });
     Action::requeue(Duration::from_secs(300))
+}
+
+/// A copy of a [`SyncError::Waiting`] (the only kind passed on to a task).
+fn clone_wait(err: &SyncError) -> SyncError {
+    match err {
+        SyncError::Waiting { cause, what } => SyncError::Waiting {
+            cause: *cause,
+            what: what.clone(),
+        },
+        other => SyncError::Waiting {
+            cause: super::waits::WaitCause::HostObject,
+            what: other.to_string(),
+        },
+    }
 }
 
 /// Run the controller of kind `K`: virtual objects from `vstream`/`virt`, host copies watched,

@@ -40,6 +40,7 @@ pub mod nodes;
 pub mod pods;
 pub mod queue;
 pub mod refs;
+pub mod waits;
 
 /// Settings of the engine (from the command line).
 #[derive(Debug, Clone)]
@@ -125,7 +126,10 @@ pub enum SyncError {
         message: String,
     },
     #[error("waiting for {what}")]
-    Waiting { what: String },
+    Waiting {
+        cause: waits::WaitCause,
+        what: String,
+    },
 }
 
 impl SyncError {
@@ -266,6 +270,8 @@ pub struct Shared {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The tenant's isolation policy, checked before anything is written to the host.
     pub policy: Arc<crate::policy::Policy>,
+    /// What objects are held back for ([`waits`]).
+    pub waits: waits::Waits,
     pending: Mutex<Pending>,
 }
 
@@ -311,6 +317,7 @@ impl Shared {
         let (host_pods, host_pods_writer) = reflector::store();
         let (host_pod_changes, _) = tokio::sync::broadcast::channel(4096);
         let subscribers = (0..2).map(|_| host_pod_changes.subscribe()).collect();
+        let metrics = Arc::new(crate::metrics::Metrics::new());
         Shared {
             recorder: Recorder::new(virt.clone(), reporter),
             cfg,
@@ -328,7 +335,8 @@ impl Shared {
                 config_maps: cm_tx,
                 secrets: secret_tx,
             },
-            metrics: Arc::new(crate::metrics::Metrics::new()),
+            metrics: metrics.clone(),
+            waits: waits::Waits::new(metrics),
             policy: Arc::new(crate::policy::Policy::default()),
             pending: Mutex::new(Pending {
                 config_maps: Some(cm_rx),
@@ -377,8 +385,22 @@ impl Shared {
 
     /// Record into `metrics` instead of a private registry.
     pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Shared {
+        self.waits = waits::Waits::new(metrics.clone());
         self.metrics = metrics;
         self
+    }
+
+    /// Records that the object behind `obj` (`key`: `kind/namespace/name`) waits, when `err`
+    /// says so ([`waits`]), and records its Warning Event once the wait has lasted.
+    pub async fn note_wait(&self, obj: &ObjectReference, key: &str, err: &SyncError) {
+        if let SyncError::Waiting { cause, what } = err
+            && self
+                .waits
+                .waiting(*cause, key, what, std::time::Instant::now())
+        {
+            self.warn(obj, "Waiting", format!("waiting for {what}"))
+                .await;
+        }
     }
 
     fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
@@ -525,6 +547,7 @@ where
                 }),
                 // Gone again in between: the next pass creates it.
                 None => Err(SyncError::Waiting {
+                    cause: waits::WaitCause::HostObject,
                     what: format!("host {kind} {name} to settle"),
                 }),
             }

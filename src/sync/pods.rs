@@ -93,6 +93,7 @@ impl PodSync {
             .and_then(|s| s.spec.and_then(|s| s.cluster_ip))
             .filter(|ip| !ip.is_empty() && ip != "None")
             .ok_or_else(|| SyncError::Waiting {
+                cause: super::waits::WaitCause::ApiService,
                 what: format!(
                     "the tenant API service {} in the host namespace",
                     cfg.api_service
@@ -281,7 +282,10 @@ async fn work(sync: Arc<PodSync>, queue: FairQueue, stop: super::Stop) {
 /// Reconcile one virtual pod; returns when to look at it again.
 async fn process(sync: &PodSync, (ns, name): &(String, String)) -> Option<Duration> {
     // A pod gone from the cache was deleted at once: the collector removes its host pod.
-    let vp = sync.virtual_pods.get(&ObjectRef::new(name).within(ns))?;
+    let Some(vp) = sync.virtual_pods.get(&ObjectRef::new(name).within(ns)) else {
+        sync.shared.waits.done(&format!("{KIND}/{ns}/{name}"));
+        return None;
+    };
     let key = format!("{ns}/{name}");
     let span = tracing::info_span!(
         "reconcile",
@@ -296,6 +300,7 @@ async fn process(sync: &PodSync, (ns, name): &(String, String)) -> Option<Durati
         Ok(next) => {
             sync.shared.backoff.reset(&key);
             sync.shared.metrics.settled(KIND, &key);
+            sync.shared.waits.done(&format!("{KIND}/{key}"));
             next
         }
         Err(err) => Some(on_error(sync, &vp, &key, &err).await),
@@ -313,7 +318,11 @@ async fn on_error(sync: &PodSync, vp: &Pod, key: &str, err: &SyncError) -> Durat
         // The pod's next change queues it again; this is only a safety net.
         return Duration::from_secs(300);
     }
-    if !matches!(err, SyncError::Waiting { .. }) {
+    if matches!(err, SyncError::Waiting { .. }) {
+        shared
+            .note_wait(&vp.object_ref(&()), &format!("{KIND}/{key}"), err)
+            .await;
+    } else {
         tracing::info!(controller = "pod", key, error = %err, reason = err.metric_label(), "retrying");
     }
     shared.backoff.next(key)
@@ -333,6 +342,7 @@ async fn reconcile_inner(vp: &Pod, sync: &PodSync) -> Result<Option<Duration>, S
     let shared = &sync.shared;
     // Decisions need the host caches: an empty one would make every host pod look missing.
     let waiting = |what: &str| SyncError::Waiting {
+        cause: super::waits::WaitCause::Cache,
         what: what.to_string(),
     };
     if !super::cache_ready(&sync.host_pods).await {
@@ -530,6 +540,7 @@ async fn sync_up(shared: &Shared, vp: &Pod, host: &Pod) -> Result<(), SyncError>
             .header("Content-Type", "application/json")
             .body(body)
             .map_err(|e| SyncError::Waiting {
+                cause: super::waits::WaitCause::HostObject,
                 what: format!("a valid binding request: {e}"),
             })?;
         match shared.virt.request::<serde_json::Value>(req).await {

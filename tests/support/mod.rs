@@ -28,6 +28,8 @@ pub fn vcsync_command() -> Command {
             "VCSYNC_LOG_LEVEL",
             std::env::var("VCSYNC_E2E_LOG").unwrap_or_else(|_| "info".to_owned()),
         )
+        // Tests run side by side: each vcsync's kubelet endpoint takes a free port.
+        .env("VCSYNC_KUBELET_PORT", "0")
         .args(["--log-format", "json"]);
     cmd
 }

@@ -246,7 +246,14 @@ impl Env {
             .arg(&self.host_kc)
             .arg("--virtual-kubeconfig")
             .arg(&self.virt_kc)
-            .args(["--metrics-addr", "127.0.0.1:0", "--pod-name", "bench"])
+            .args([
+                "--metrics-addr",
+                "127.0.0.1:0",
+                "--pod-name",
+                "bench",
+                "--kubelet-port",
+                "0",
+            ])
             .args(["--concurrency", &self.opts.vcsync_concurrency.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
