@@ -624,6 +624,15 @@ pub struct Session {
     closed: watch::Receiver<bool>,
 }
 
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("server", &self.inner.server)
+            .field("closed", &self.is_closed())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Session {
     /// Starts the reader and writer tasks. `server` decides the stream-id and ping-id parity.
     pub fn new<T>(io: T, server: bool) -> Self
