@@ -85,6 +85,9 @@ pub use tls::KubeletApiTls;
 /// Response body of every route.
 pub type Body = BoxBody<Bytes, Infallible>;
 
+/// An error response, boxed to keep `Result`s small.
+pub(crate) type Refusal = Box<Response<Body>>;
+
 /// The running listeners of all nodes.
 pub(crate) struct ApiServers {
     pub(crate) registry: Arc<PodRegistry>,
@@ -311,10 +314,10 @@ async fn handle(
             };
             let pod = match find_pod(&state, ns, pod, uid) {
                 Ok(p) => p,
-                Err(r) => return r,
+                Err(r) => return *r,
             };
             if let Err(r) = find_container(&pod, container) {
-                return r;
+                return *r;
             }
             remotecommand::handle(
                 state.registry.clone(),
@@ -329,7 +332,7 @@ async fn handle(
             let uid = (segs.len() == 4).then(|| segs[3].as_str());
             let pod = match find_pod(&state, &segs[1], &segs[2], uid) {
                 Ok(p) => p,
-                Err(r) => return r,
+                Err(r) => return *r,
             };
             portforward::handle(state.registry.clone(), pod, req)
         }
@@ -337,25 +340,20 @@ async fn handle(
     }
 }
 
-fn find_pod(
-    state: &NodeState,
-    ns: &str,
-    name: &str,
-    uid: Option<&str>,
-) -> Result<Pod, Response<Body>> {
+fn find_pod(state: &NodeState, ns: &str, name: &str, uid: Option<&str>) -> Result<Pod, Refusal> {
     let pod = state
         .registry
         .get(&state.node, ns, name)
         .filter(|p| uid.is_none_or(|u| p.metadata.uid.as_deref() == Some(u)));
     pod.ok_or_else(|| {
-        text(
+        Box::new(text(
             StatusCode::NOT_FOUND,
             format!("pod {name:?} does not exist\n"),
-        )
+        ))
     })
 }
 
-fn find_container(pod: &Pod, container: &str) -> Result<(), Response<Body>> {
+fn find_container(pod: &Pod, container: &str) -> Result<(), Refusal> {
     let known = pod.spec.as_ref().is_some_and(|s| {
         s.containers
             .iter()
@@ -365,13 +363,13 @@ fn find_container(pod: &Pod, container: &str) -> Result<(), Response<Body>> {
     if known {
         Ok(())
     } else {
-        Err(text(
+        Err(Box::new(text(
             StatusCode::NOT_FOUND,
             format!(
                 "container {container:?} not found in pod {:?}\n",
                 pod.metadata.name.as_deref().unwrap_or("")
             ),
-        ))
+        )))
     }
 }
 
@@ -412,10 +410,10 @@ fn container_logs(
     };
     let pod = match find_pod(state, ns, name, None) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if let Err(r) = find_container(&pod, container) {
-        return r;
+        return *r;
     }
     if opts.previous {
         return text(
@@ -516,7 +514,7 @@ fn container_logs(
 pub(crate) fn negotiate_upgrade(
     req: &Request<Incoming>,
     supported: &[&str],
-) -> Result<(String, Response<Body>), Response<Body>> {
+) -> Result<(String, Response<Body>), Refusal> {
     let has_token = |name: header::HeaderName, token: &str| {
         req.headers().get_all(name).iter().any(|v| {
             v.to_str()
@@ -526,11 +524,11 @@ pub(crate) fn negotiate_upgrade(
         })
     };
     if !has_token(header::CONNECTION, "upgrade") || !has_token(header::UPGRADE, "SPDY/3.1") {
-        return Err(text(
+        return Err(Box::new(text(
             StatusCode::BAD_REQUEST,
             "unable to upgrade: missing upgrade headers in request: \
              Connection: Upgrade, Upgrade: SPDY/3.1 required\n",
-        ));
+        )));
     }
     let client: Vec<String> = req
         .headers()
@@ -551,13 +549,13 @@ pub(crate) fn negotiate_upgrade(
         match supported.iter().find(|s| client.iter().any(|c| c == *s)) {
             Some(s) => (*s).to_owned(),
             None => {
-                return Err(text(
+                return Err(Box::new(text(
                     StatusCode::FORBIDDEN,
                     format!(
                         "unable to upgrade: unable to negotiate protocol: client supports {client:?}, \
                          server accepts {supported:?}"
                     ),
-                ));
+                )));
             }
         }
     };

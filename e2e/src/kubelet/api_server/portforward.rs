@@ -38,7 +38,7 @@ pub(crate) fn handle(
 ) -> Response<Body> {
     let (_protocol, resp) = match negotiate_upgrade(&req, &[PROTOCOL]) {
         Ok(ok) => ok,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     on_upgrade(req, move |session| serve(session, pod));
     resp

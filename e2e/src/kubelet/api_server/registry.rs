@@ -9,12 +9,15 @@ use tokio::sync::watch;
 
 use super::remotecommand::Fs;
 
+/// Filesystems by (pod UID, container).
+type FsMap = HashMap<(String, String), Arc<Mutex<Fs>>>;
+
 /// Pods by UID, as the pod loop last saw them.
 pub(crate) struct PodRegistry {
     nodes: HashSet<String>,
     pods: RwLock<HashMap<String, Pod>>,
     changed: watch::Sender<u64>,
-    fs: Mutex<HashMap<(String, String), Arc<Mutex<Fs>>>>,
+    fs: Mutex<FsMap>,
 }
 
 fn node_of(pod: &Pod) -> Option<&str> {

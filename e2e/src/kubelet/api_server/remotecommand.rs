@@ -270,7 +270,7 @@ pub(crate) fn handle(
     }
     let (protocol, resp) = match negotiate_upgrade(&req, PROTOCOLS) {
         Ok(ok) => ok,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let pod_name = pod.metadata.name.clone().unwrap_or_default();
