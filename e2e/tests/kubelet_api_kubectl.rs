@@ -354,3 +354,53 @@ async fn kubectl_exec_logs_and_cp_reach_the_simulated_kubelet() {
         b"copied\n"
     );
 }
+
+#[tokio::test]
+async fn kubectl_port_forward_reaches_the_echo_service() {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    let Some(f) = Fixture::new("kctl-pf").await else {
+        return;
+    };
+    f.running_pod("web").await;
+    let mut child = tokio::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&f.kubeconfig)
+        .arg("--cache-dir")
+        .arg(f.home.path().join("cache"))
+        .args(["port-forward", "pod/web", ":8080"])
+        .env("HOME", f.home.path())
+        .env("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let local: u16 = tokio::time::timeout(WAIT, async {
+        loop {
+            let line = lines.next_line().await.unwrap().expect("kubectl output");
+            // "Forwarding from 127.0.0.1:PORT -> 8080"
+            if let Some(rest) = line.strip_prefix("Forwarding from 127.0.0.1:") {
+                return rest.split_whitespace().next().unwrap().parse().unwrap();
+            }
+        }
+    })
+    .await
+    .expect("kubectl listens");
+    for round in 0..2 {
+        let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", local))
+            .await
+            .unwrap();
+        conn.write_all(format!("round {round}\n").as_bytes())
+            .await
+            .unwrap();
+        let want = format!("web port 8080\nround {round}\n");
+        let mut got = vec![0u8; want.len()];
+        tokio::time::timeout(WAIT, conn.read_exact(&mut got))
+            .await
+            .expect("echo in time")
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&got), want);
+    }
+    child.kill().await.unwrap();
+}

@@ -363,7 +363,9 @@ impl KubeletConfig {
     }
 
     /// Turns the per-node kubelet API on (the default) or off. Off, nodes report the standard
-    /// port 10250 and nothing listens.
+    /// port 10250 and nothing listens. On, every node's InternalIP must be an address of this
+    /// machine (the default `127.0.0.<10+i>` are), or [`Kubelet::start`](crate::kubelet::Kubelet::start)
+    /// fails with `KubeletError::Api`.
     pub fn serve_api(mut self, yes: bool) -> Self {
         self.serve_api = yes;
         self

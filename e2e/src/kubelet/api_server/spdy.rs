@@ -1115,8 +1115,7 @@ mod tests {
         assert_eq!(roundtrip(&frames), frames);
     }
 
-    /// A SYN_STREAM with `streamtype: error` exactly as Go's framer writes it (zlib level 9,
-    /// dictionary, sync flush), recorded from its output format.
+    /// Fixed-layout frames byte for byte (version 3, type, flags, 24-bit length).
     #[test]
     fn control_frame_layout() {
         let mut enc = Encoder::new();
