@@ -37,6 +37,7 @@
 //! ```
 
 mod api;
+pub mod api_server;
 pub mod config;
 pub mod events;
 pub mod ipam;
@@ -57,6 +58,8 @@ use kube::Client;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
+pub use api_server::tls::{CaPem, ClientCertPem, generate_ca, generate_client_cert};
+pub use api_server::{KubeletApiTls, logs};
 pub use config::{
     FAIL_KEY, KubeletConfig, OutcomeHook, PodOutcome, RetryPolicy, SIMULATED_NODE_LABEL,
     SUCCEED_KEY, SchedulingStrategy, SimNode,
@@ -84,6 +87,9 @@ pub enum KubeletError {
     /// The background task panicked or was cancelled.
     #[error("kubelet simulator task failed: {0}")]
     Task(String),
+    /// The kubelet API could not be set up (certificates, binding the node address).
+    #[error("kubelet API: {0}")]
+    Api(String),
 }
 
 /// Counters of what the simulator did, for tests to poll.
@@ -175,6 +181,10 @@ pub(crate) struct Shared {
     pub(crate) generation: watch::Sender<u64>,
     pub(crate) nodes_ready: watch::Sender<bool>,
     pub(crate) events: broadcast::Sender<SimEvent>,
+    /// `daemonEndpoints.kubeletEndpoint.Port` of each node, by index.
+    pub(crate) kubelet_ports: Vec<u16>,
+    /// What the kubelet API serves, when it runs.
+    pub(crate) registry: Option<Arc<api_server::registry::PodRegistry>>,
 }
 
 impl Shared {
@@ -216,13 +226,34 @@ impl Kubelet {
         let (generation, _) = watch::channel(0);
         let (nodes_ready, _) = watch::channel(false);
         let (events, _) = broadcast::channel(1024);
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let api = if config.serve_api {
+            let nodes: Vec<(String, String)> = (0..config.nodes.len())
+                .map(|i| (config.nodes[i].name.clone(), config.node_ip(i)))
+                .collect();
+            let registry = Arc::new(api_server::registry::PodRegistry::new(
+                nodes.iter().map(|(n, _)| n.clone()),
+            ));
+            Some(
+                api_server::start(&nodes, &config.api_tls, registry, shutdown_rx.clone())
+                    .map_err(KubeletError::Api)?,
+            )
+        } else {
+            None
+        };
+        let kubelet_ports = config
+            .nodes
+            .iter()
+            .map(|n| api.as_ref().map_or(10250, |a| a.addrs[&n.name].port()))
+            .collect();
         let shared = Arc::new(Shared {
             counters: Counters::default(),
             generation,
             nodes_ready,
             events,
+            kubelet_ports,
+            registry: api.as_ref().map(|a| a.registry.clone()),
         });
-        let (shutdown, shutdown_rx) = watch::channel(false);
         let config = Arc::new(config);
         let runner = pods::Runner::new(client, config.clone(), shared.clone(), ipam);
         let task = tokio::spawn(runner.run(shutdown_rx));
@@ -231,6 +262,7 @@ impl Kubelet {
             task: Some(task),
             shared,
             config,
+            api,
         })
     }
 }
@@ -280,6 +312,7 @@ pub struct KubeletHandle {
     task: Option<JoinHandle<()>>,
     shared: Arc<Shared>,
     config: Arc<KubeletConfig>,
+    api: Option<api_server::ApiServers>,
 }
 
 impl std::fmt::Debug for KubeletHandle {
@@ -309,6 +342,18 @@ impl KubeletHandle {
     /// Names of the simulated nodes.
     pub fn node_names(&self) -> Vec<String> {
         self.config.nodes.iter().map(|n| n.name.clone()).collect()
+    }
+
+    /// Where node `node` serves the kubelet API (its InternalIP and the port it reports);
+    /// `None` for an unknown node or with [`KubeletConfig::serve_api`] off.
+    pub fn api_addr(&self, node: &str) -> Option<std::net::SocketAddr> {
+        self.api.as_ref()?.addrs.get(node).copied()
+    }
+
+    /// The CA certificate (PEM) that signed the nodes' kubelet serving certificates: the one
+    /// given in [`KubeletApiTls::serving_ca_cert_pem`], or the simulator's own throw-away CA.
+    pub fn api_ca_pem(&self) -> Option<&str> {
+        self.api.as_ref().map(|a| a.ca_pem.as_str())
     }
 
     /// Waits until every node exists and has reported Ready once.

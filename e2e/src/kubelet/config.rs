@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Pod, Taint};
 
+use super::api_server::KubeletApiTls;
+
 /// Label (or annotation) that, set to `"true"` on a pod, makes it end up `Failed`.
 pub const FAIL_KEY: &str = "kubelet-sim/fail";
 /// Label (or annotation) that, set to `"true"` on a pod, makes it run to `Succeeded`.
@@ -205,6 +207,11 @@ pub struct KubeletConfig {
     pub retry: RetryPolicy,
     /// `nodeInfo.kubeletVersion` (and kubeProxyVersion).
     pub kubelet_version: String,
+    /// Whether each node serves the kubelet API (logs, exec, attach, port-forward) on its
+    /// InternalIP; see [`crate::kubelet::api_server`].
+    pub serve_api: bool,
+    /// Certificates of the kubelet API.
+    pub api_tls: KubeletApiTls,
 }
 
 impl fmt::Debug for KubeletConfig {
@@ -227,6 +234,8 @@ impl fmt::Debug for KubeletConfig {
             .field("outcome_hook", &self.outcome_hook.as_ref().map(|_| "<fn>"))
             .field("retry", &self.retry)
             .field("kubelet_version", &self.kubelet_version)
+            .field("serve_api", &self.serve_api)
+            .field("api_tls", &self.api_tls)
             .finish()
     }
 }
@@ -253,6 +262,8 @@ impl Default for KubeletConfig {
             outcome_hook: None,
             retry: RetryPolicy::default(),
             kubelet_version: "v1.32.3".into(),
+            serve_api: true,
+            api_tls: KubeletApiTls::default(),
         }
     }
 }
@@ -348,6 +359,21 @@ impl KubeletConfig {
     /// Sets the per-call retry policy.
     pub fn retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
+        self
+    }
+
+    /// Turns the per-node kubelet API on (the default) or off. Off, nodes report the standard
+    /// port 10250 and nothing listens. On, every node's InternalIP must be an address of this
+    /// machine (the default `127.0.0.<10+i>` are), or [`Kubelet::start`](crate::kubelet::Kubelet::start)
+    /// fails with `KubeletError::Api`.
+    pub fn serve_api(mut self, yes: bool) -> Self {
+        self.serve_api = yes;
+        self
+    }
+
+    /// Sets the kubelet API's certificates (serving CA, client CA).
+    pub fn api_tls(mut self, tls: KubeletApiTls) -> Self {
+        self.api_tls = tls;
         self
     }
 

@@ -26,7 +26,8 @@ pub(crate) async fn run_nodes(
     let mut backoff = cfg.retry.initial;
     loop {
         for (i, node) in cfg.nodes.iter().enumerate() {
-            match heartbeat(&api, &cfg, i, since, !ready[i]).await {
+            let port = shared.kubelet_ports.get(i).copied().unwrap_or(10250);
+            match heartbeat(&api, &cfg, i, port, since, !ready[i]).await {
                 Ok(()) => {
                     shared.bump(|c| &c.node_heartbeats);
                     if !ready[i] {
@@ -74,6 +75,7 @@ async fn heartbeat(
     api: &Api<Node>,
     cfg: &KubeletConfig,
     index: usize,
+    kubelet_port: u16,
     since: Timestamp,
     ensure: bool,
 ) -> kube::Result<()> {
@@ -82,7 +84,14 @@ async fn heartbeat(
     if ensure {
         ensure_node(api, cfg, node).await?;
     }
-    let status = status::node_status(node, &ip, &cfg.kubelet_version, since, Timestamp::now());
+    let status = status::node_status(
+        node,
+        &ip,
+        kubelet_port,
+        &cfg.kubelet_version,
+        since,
+        Timestamp::now(),
+    );
     let body = json!({ "status": status });
     let pp = PatchParams {
         field_manager: Some(KUBELET.to_owned()),

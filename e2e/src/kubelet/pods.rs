@@ -240,11 +240,17 @@ impl Runner {
         if node_name(pod).is_some() {
             self.assumed.remove(&uid);
         }
+        if let Some(registry) = &self.shared.registry {
+            registry.update(pod);
+        }
         self.pods.insert(uid, pod.clone());
     }
 
     fn forget(&mut self, uid: &str) {
         self.pods.remove(uid);
+        if let Some(registry) = &self.shared.registry {
+            registry.remove(uid);
+        }
         self.ipam.release(uid);
         self.assumed.remove(uid);
         self.started.remove(uid);

@@ -364,10 +364,12 @@ pub fn node_object(node: &SimNode) -> Node {
     }
 }
 
-/// A Ready node status. `since` is when the conditions last changed, `now` the heartbeat.
+/// A Ready node status. `since` is when the conditions last changed, `now` the heartbeat;
+/// `kubelet_port` goes to `daemonEndpoints.kubeletEndpoint.Port`.
 pub fn node_status(
     node: &SimNode,
     internal_ip: &str,
+    kubelet_port: u16,
     kubelet_version: &str,
     since: Timestamp,
     now: Timestamp,
@@ -433,7 +435,9 @@ pub fn node_status(
             },
         ]),
         daemon_endpoints: Some(NodeDaemonEndpoints {
-            kubelet_endpoint: Some(DaemonEndpoint { port: 10250 }),
+            kubelet_endpoint: Some(DaemonEndpoint {
+                port: i32::from(kubelet_port),
+            }),
         }),
         node_info: Some(NodeSystemInfo {
             architecture: "amd64".into(),
@@ -650,7 +654,7 @@ mod tests {
         assert_eq!(labels["tier"], "edge");
         assert_eq!(obj.spec.unwrap().taints.unwrap().len(), 1);
         let now = Timestamp::now();
-        let st = node_status(&n, "127.0.0.10", "v1.32.3", now, now);
+        let st = node_status(&n, "127.0.0.10", 10250, "v1.32.3", now, now);
         let ready = st
             .conditions
             .as_ref()
