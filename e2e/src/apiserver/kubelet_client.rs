@@ -222,7 +222,9 @@ fn go_tls_error(e: &std::io::Error, host: &str) -> String {
     match inner {
         Some(rustls::Error::InvalidCertificate(c)) => {
             let why = match c {
-                rustls::CertificateError::UnknownIssuer => {
+                // A same-named issuer with another key is still an unknown authority to Go.
+                rustls::CertificateError::UnknownIssuer
+                | rustls::CertificateError::BadSignature => {
                     "x509: certificate signed by unknown authority".to_string()
                 }
                 rustls::CertificateError::NotValidForName

@@ -15,9 +15,9 @@ use rcgen::{
     KeyUsagePurpose, SanType,
 };
 
-/// Common name of the serving CA.
+/// Common-name prefix of the serving CA (k3s: `k3s-server-ca@<unix time>`).
 const SERVER_CA_CN: &str = "vcsync-e2e-server-ca";
-/// Common name of the client CA.
+/// Common-name prefix of the client CA.
 const CLIENT_CA_CN: &str = "vcsync-e2e-client-ca";
 /// Identity kube-apiserver presents to kubelets (k3s: `client-kube-apiserver.crt`).
 pub const KUBELET_CLIENT_CN: &str = "system:apiserver";
@@ -39,6 +39,10 @@ pub struct TlsMaterial {
     /// Client certificate presented to kubelets (k3s `client-kube-apiserver.crt`/`.key`).
     pub kubelet_client_cert_pem: String,
     pub kubelet_client_key_pem: String,
+    /// Subjects (CN) of the two CAs: unique per instance, like k3s' `k3s-server-ca@<time>`, so
+    /// two servers' CAs never look alike.
+    pub ca_common_name: String,
+    pub client_ca_common_name: String,
 }
 
 impl std::fmt::Debug for TlsMaterial {
@@ -109,9 +113,12 @@ fn sign_serving(
 
 /// Generate both CAs, the API server's serving certificate and its kubelet-client certificate.
 pub fn generate() -> Result<TlsMaterial, rcgen::Error> {
-    let (ca_pem, ca_key_pem) = new_ca(SERVER_CA_CN)?;
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let ca_common_name = format!("{SERVER_CA_CN}@{}", &suffix[..12]);
+    let client_ca_common_name = format!("{CLIENT_CA_CN}@{}", &suffix[..12]);
+    let (ca_pem, ca_key_pem) = new_ca(&ca_common_name)?;
     let (cert_pem, key_pem) = sign_serving(
-        SERVER_CA_CN,
+        &ca_common_name,
         &ca_key_pem,
         "kube-apiserver",
         &[
@@ -120,9 +127,13 @@ pub fn generate() -> Result<TlsMaterial, rcgen::Error> {
         ],
         &[IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)],
     )?;
-    let (client_ca_pem, client_ca_key_pem) = new_ca(CLIENT_CA_CN)?;
-    let (kubelet_client_cert_pem, kubelet_client_key_pem) =
-        sign_client(&client_ca_key_pem, KUBELET_CLIENT_CN, &[KUBELET_CLIENT_ORG])?;
+    let (client_ca_pem, client_ca_key_pem) = new_ca(&client_ca_common_name)?;
+    let (kubelet_client_cert_pem, kubelet_client_key_pem) = sign_client(
+        &client_ca_common_name,
+        &client_ca_key_pem,
+        KUBELET_CLIENT_CN,
+        &[KUBELET_CLIENT_ORG],
+    )?;
     Ok(TlsMaterial {
         ca_pem,
         ca_key_pem,
@@ -132,11 +143,14 @@ pub fn generate() -> Result<TlsMaterial, rcgen::Error> {
         client_ca_key_pem,
         kubelet_client_cert_pem,
         kubelet_client_key_pem,
+        ca_common_name,
+        client_ca_common_name,
     })
 }
 
 /// A client certificate signed by the client CA (CN = user, O = groups).
 fn sign_client(
+    client_ca_cn: &str,
     client_ca_key_pem: &str,
     cn: &str,
     orgs: &[&str],
@@ -152,7 +166,7 @@ fn sign_client(
         KeyUsagePurpose::KeyEncipherment,
     ];
     p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    let cert = p.signed_by(&key, &issuer(CLIENT_CA_CN, client_ca_key_pem)?)?;
+    let cert = p.signed_by(&key, &issuer(client_ca_cn, client_ca_key_pem)?)?;
     Ok((cert.pem(), key.serialize_pem()))
 }
 
@@ -165,7 +179,13 @@ impl TlsMaterial {
         dns_names: &[String],
         ips: &[IpAddr],
     ) -> Result<(String, String), rcgen::Error> {
-        sign_serving(SERVER_CA_CN, &self.ca_key_pem, common_name, dns_names, ips)
+        sign_serving(
+            &self.ca_common_name,
+            &self.ca_key_pem,
+            common_name,
+            dns_names,
+            ips,
+        )
     }
 
     /// A client certificate signed by the client CA: `(cert_pem, key_pem)`.
@@ -174,7 +194,12 @@ impl TlsMaterial {
         common_name: &str,
         organizations: &[&str],
     ) -> Result<(String, String), rcgen::Error> {
-        sign_client(&self.client_ca_key_pem, common_name, organizations)
+        sign_client(
+            &self.client_ca_common_name,
+            &self.client_ca_key_pem,
+            common_name,
+            organizations,
+        )
     }
 
     /// Write the k3s-like layout into `dir` (created if missing): `server-ca.crt`,
