@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
-use hyper::{Request, Response, StatusCode};
+use hyper::{Request, Response};
 use serde_json::{Value, json};
 
 use super::errors::ApiError;
@@ -15,7 +15,7 @@ use super::ops::{self, DeleteOpts, Deleted, WriteCtx};
 use super::patchops as patch;
 use super::resources::{self, ResourceDef};
 use super::server::Shared;
-use super::{convert, decode, discovery, selectors, table, watch};
+use super::{convert, decode, discovery, pod_streams, selectors, table, watch};
 
 /// Response body type: full bodies and watch streams.
 pub type Body = BoxBody<Bytes, std::convert::Infallible>;
@@ -306,6 +306,36 @@ pub async fn handle(shared: Arc<Shared>, req: Request<hyper::body::Incoming>) ->
         return error_response(&e);
     }
 
+    // Streaming subresources of pods: proxied to the kubelet, before any body is read.
+    if target.def.plural == "pods"
+        && target.def.group.is_empty()
+        && let (Some(ns), Some(name), Some(sub)) = (
+            target.namespace.clone(),
+            target.name.clone(),
+            target.subresource.clone(),
+        )
+    {
+        let is_get = parts.method == hyper::Method::GET;
+        let is_post = parts.method == hyper::Method::POST;
+        let log = sub == "log" && is_get;
+        let connect =
+            matches!(sub.as_str(), "exec" | "attach" | "portforward") && (is_get || is_post);
+        if log || connect {
+            let resp = if log {
+                pod_streams::log(shared.clone(), &ns, &name, &query).await
+            } else {
+                pod_streams::connect(shared.clone(), parts, &ns, &name, &sub, &query).await
+            };
+            shared.faults().count(
+                caller.user(),
+                verb,
+                &counter_resource,
+                resp.status().as_u16(),
+            );
+            return resp;
+        }
+    }
+
     let repr = match negotiate(parts.headers.get("accept").and_then(|v| v.to_str().ok())) {
         Ok(r) => r,
         Err(e) => {
@@ -586,62 +616,8 @@ fn get(r: &Req) -> Result<Response<Body>, ApiError> {
             let obj = r.shared.lock().get(def, r.ns(), name)?;
             Ok(respond(200, def, &obj, r.repr, &[]))
         }
-        Some("log") => admission_log(r, name),
         Some(_) => Err(ApiError::method_not_allowed()),
     }
-}
-
-fn admission_log(r: &Req, name: &str) -> Result<Response<Body>, ApiError> {
-    let pod = r.shared.lock().get(r.target.def, r.ns(), name)?;
-    let containers: Vec<&str> = pod["spec"]["containers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|c| c["name"].as_str())
-        .collect();
-    if let Some(c) = r.query.get("container")
-        && !containers.contains(&c)
-        && !pod["spec"]["initContainers"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|ic| ic["name"] == c)
-    {
-        return Err(ApiError::bad_request(format!(
-            "container {c} is not valid for pod {name}"
-        )));
-    }
-    if pod["spec"]["nodeName"].as_str().is_none_or(str::is_empty) {
-        // kube-apiserver answers an unscheduled pod's log with an empty 204.
-        return Ok(Response::builder()
-            .status(StatusCode::NO_CONTENT)
-            .body(full(Bytes::new()))
-            .expect("valid response"));
-    }
-    // kube-apiserver proxies to the kubelet at the node's address; without one it gives up.
-    let node_name = pod["spec"]["nodeName"].as_str().unwrap_or("");
-    let node = r.shared.lock().store.get("nodes", "", node_name);
-    let Some(node) = node else {
-        return Err(ApiError::new(
-            500,
-            "",
-            format!("nodes \"{node_name}\" not found"),
-            None,
-        ));
-    };
-    if node["status"]["addresses"]
-        .as_array()
-        .is_none_or(|a| a.is_empty())
-    {
-        return Err(ApiError::new(
-            500,
-            "",
-            "no preferred addresses found; known addresses: []",
-            None,
-        ));
-    }
-    // The simulated kubelet's log: a fixed body, so tests can assert log plumbing.
-    Ok(text_response(200, &format!("log of {}/{name}\n", r.ns())))
 }
 
 /// `limit`/`continue` handling plus selectors.

@@ -13,6 +13,8 @@
 //!   garbage collection, default ServiceAccounts, root CA configmaps, quota status, node taints).
 //! * [`validation`], [`patch`], [`selectors`], [`discovery`], [`table`]: pure helpers.
 //! * [`faults`]: fault injection and request counters for reliability tests.
+//! * [`pod_streams`], [`kubelet_client`]: `pods/log`, `exec`, `attach`, `portforward` proxied
+//!   to kubelets over HTTPS with the API server's kubelet-client certificate (see [`tls`]).
 
 pub mod admission;
 pub mod controllers;
@@ -22,10 +24,12 @@ pub mod discovery;
 pub mod errors;
 pub mod faults;
 pub mod http;
+pub mod kubelet_client;
 pub mod openapi;
 pub mod ops;
 pub mod patch;
 pub mod patchops;
+pub mod pod_streams;
 pub mod protobuf;
 pub mod resources;
 pub mod selectors;
@@ -38,3 +42,4 @@ pub mod watch;
 
 pub use faults::{Fault, FaultRule, RequestCount};
 pub use server::{ServerConfig, TestApiServer};
+pub use tls::{K3sTlsPaths, TlsMaterial};

@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 
 use super::faults::{Fault, FaultRule, Faults, RequestCount, is_write};
 use super::ops::State;
-use super::tls::{self, TlsMaterial};
+use super::tls::{self, K3sTlsPaths, TlsMaterial};
 
 /// Configuration of one server instance.
 #[derive(Debug, Clone)]
@@ -35,7 +35,28 @@ pub struct ServerConfig {
     pub controllers: bool,
     /// How often the controller loops resync (they also react to every change).
     pub controller_interval: Duration,
+    /// Node address types tried in order to reach a kubelet (kube-apiserver's
+    /// `--kubelet-preferred-address-types`; default `Hostname,InternalDNS,InternalIP,ExternalDNS,ExternalIP`).
+    /// Tests of simulated nodes put `InternalIP` first: their Hostname addresses do not resolve.
+    pub kubelet_preferred_address_types: Vec<String>,
+    /// Port used when a node reports no `daemonEndpoints.kubeletEndpoint.Port` (`--kubelet-port`).
+    pub kubelet_port: u16,
+    /// Skip verifying kubelets' serving certificates (kube-apiserver without
+    /// `--kubelet-certificate-authority`). Default: verify.
+    pub kubelet_insecure_skip_tls_verify: bool,
+    /// PEM of the CA kubelet serving certificates must chain to; `None` = this server's serving
+    /// CA ([`TestApiServer::ca_pem`]), as k3s passes `server-ca.crt`.
+    pub kubelet_certificate_authority: Option<String>,
 }
+
+/// kube-apiserver's default `--kubelet-preferred-address-types`.
+pub const DEFAULT_KUBELET_PREFERRED_ADDRESS_TYPES: [&str; 5] = [
+    "Hostname",
+    "InternalDNS",
+    "InternalIP",
+    "ExternalDNS",
+    "ExternalIP",
+];
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -48,6 +69,13 @@ impl Default for ServerConfig {
             users: Vec::new(),
             controllers: true,
             controller_interval: Duration::from_millis(200),
+            kubelet_preferred_address_types: DEFAULT_KUBELET_PREFERRED_ADDRESS_TYPES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            kubelet_port: 10250,
+            kubelet_insecure_skip_tls_verify: false,
+            kubelet_certificate_authority: None,
         }
     }
 }
@@ -226,6 +254,29 @@ impl TestApiServer {
     /// PEM of the CA that signed the serving certificate.
     pub fn ca_pem(&self) -> &str {
         &self.shared.tls.ca_pem
+    }
+
+    /// PEM of the serving CA's private key, so kubelets can get serving certificates signed by
+    /// it (as k3s agents do); see also [`TlsMaterial::sign_serving_cert`].
+    pub fn ca_key_pem(&self) -> &str {
+        &self.shared.tls.ca_key_pem
+    }
+
+    /// PEM of the client CA that signed the kubelet-client certificate (kubelets trust it for
+    /// client authentication, k3s `client-ca.crt`).
+    pub fn client_ca_pem(&self) -> &str {
+        &self.shared.tls.client_ca_pem
+    }
+
+    /// All PEM material (CAs, keys, the kubelet-client certificate).
+    pub fn tls(&self) -> &TlsMaterial {
+        &self.shared.tls
+    }
+
+    /// Write the k3s-like `server/tls` layout: `server-ca.crt`, `server-ca.key`,
+    /// `client-ca.crt`, `client-kube-apiserver.crt`, `client-kube-apiserver.key`.
+    pub fn write_k3s_tls_dir(&self, dir: &Path) -> std::io::Result<K3sTlsPaths> {
+        self.shared.tls.write_k3s_tls_dir(dir)
     }
 
     pub fn admin_token(&self) -> &str {

@@ -25,8 +25,7 @@ fn ctx() -> WriteCtx {
 fn state() -> State {
     let tls = TlsMaterial {
         ca_pem: PEM.into(),
-        cert_pem: String::new(),
-        key_pem: String::new(),
+        ..Default::default()
     };
     let mut st = State::new(&ServerConfig::default(), &tls);
     for ns in ["default", "a"] {
