@@ -5,9 +5,11 @@
 //! - `/readyz`: 200 when this replica is doing its job, else 503. The body lists each check
 //!   in kube-apiserver's `[+]name ok` / `[-]name failed: reason` form, so `kubectl get
 //!   --raw`-style tooling and humans read it alike. Checks: both APIs answered within
-//!   [`REACHABLE_WITHIN`]; the leader's watch caches have synced (a standby replica has none
-//!   and is ready as long as the APIs answer, so rolling updates of several replicas
-//!   proceed); not shutting down. Guardrail status is detail only and never fails the probe.
+//!   [`REACHABLE_WITHIN`] and neither has failed every request for [`UNREACHABLE_AFTER`];
+//!   not campaigning blind (a replica that lost the lease or cannot read it is not ready,
+//!   with the reason: `not leading: host API unreachable`); the leader's watch caches have
+//!   synced (a standby replica has none and is ready as long as the APIs answer, so rolling
+//!   updates of several replicas proceed); not shutting down. Guardrail status is detail only and never fails the probe.
 //! - `/metrics`: the Prometheus registry in the OpenMetrics text format.
 
 use std::convert::Infallible;
@@ -26,6 +28,10 @@ use crate::metrics::{ApiLabel, GuardrailState, Metrics};
 
 /// An API that has not answered for longer than this fails readiness.
 pub const REACHABLE_WITHIN: Duration = Duration::from_secs(20);
+/// An API whose every request has failed without a response (connection refused or reset,
+/// timed out) for this long fails readiness, without waiting for [`REACHABLE_WITHIN`]: an API
+/// server restarting is noticed within seconds, a single dropped connection is not.
+pub const UNREACHABLE_AFTER: Duration = Duration::from_secs(3);
 /// How often each API is asked for `/version` when nothing else talked to it.
 pub const PROBE_EVERY: Duration = Duration::from_secs(5);
 
@@ -38,6 +44,10 @@ pub enum Role {
     Standby(Option<String>),
     /// Running the sync engine.
     Leading,
+    /// Campaigning for the lease without knowing who holds it (the lease cannot be read, or
+    /// this replica just lost it): not ready, with the reason. A former leader keeps its
+    /// engine and caches meanwhile, with writes stopped ([`crate::gate`]).
+    NotLeading(String),
     /// Shutting down.
     Stopping,
 }
@@ -109,7 +119,16 @@ impl Health {
             }
         };
         for api in [ApiLabel::Host, ApiLabel::Virtual] {
+            let failing = self
+                .metrics
+                .failing_since(api)
+                .map(|since| now.saturating_duration_since(since))
+                .filter(|d| *d >= UNREACHABLE_AFTER);
             let result = match self.metrics.last_contact(api) {
+                _ if failing.is_some() => Err(format!(
+                    "unreachable for {}s",
+                    failing.unwrap_or_default().as_secs()
+                )),
                 Some(at) if now.saturating_duration_since(at) <= REACHABLE_WITHIN => {
                     Ok(String::new())
                 }
@@ -127,6 +146,7 @@ impl Health {
             Role::Standby(Some(holder)) => Ok(format!("standby, leader is {holder}")),
             Role::Standby(None) => Ok("standby".to_owned()),
             Role::Leading => Ok("leading".to_owned()),
+            Role::NotLeading(reason) => Err(format!("not leading: {reason}")),
             Role::Stopping => Err("shutting down".to_owned()),
         };
         check("leader-election", role_result);
@@ -276,10 +296,13 @@ pub async fn serve(
 pub async fn probe_apis(health: Arc<Health>, host: Client, virt: Client) {
     loop {
         for (api, client) in [(ApiLabel::Host, &host), (ApiLabel::Virtual, &virt)] {
-            let quiet = health
-                .metrics
-                .last_contact(api)
-                .is_none_or(|at| at.elapsed() >= PROBE_EVERY);
+            // A failing API is asked again even if it answered recently, so readiness recovers
+            // as soon as it answers.
+            let quiet = health.metrics.failing_since(api).is_some()
+                || health
+                    .metrics
+                    .last_contact(api)
+                    .is_none_or(|at| at.elapsed() >= PROBE_EVERY);
             if quiet {
                 // The answer (or its absence) is recorded by the instrumented client.
                 let _ = tokio::time::timeout(PROBE_EVERY, client.apiserver_version()).await;
@@ -342,6 +365,42 @@ mod tests {
         );
         assert!(r.lines.contains(&"[+]virtual-api ok".to_owned()), "{r:?}");
         assert!(r.body().ends_with("readyz check failed\n"));
+    }
+
+    #[test]
+    fn a_replica_that_cannot_read_the_lease_is_not_ready() {
+        let (h, now) = healthy(Role::NotLeading("host API unreachable".into()));
+        let r = h.readiness(now);
+        assert!(!r.ready);
+        assert!(
+            r.lines.contains(
+                &"[-]leader-election failed: not leading: host API unreachable".to_owned()
+            ),
+            "{r:?}"
+        );
+        assert!(!h.metrics.is_leader());
+    }
+
+    #[test]
+    fn an_api_failing_every_request_is_unreachable_before_it_goes_silent() {
+        let (h, now) = healthy(Role::Standby(None));
+        h.metrics.failure(ApiLabel::Virtual, now);
+        let soon = now + Duration::from_secs(1);
+        assert!(
+            h.readiness(soon).ready,
+            "one failed request is not an outage"
+        );
+        let later = now + UNREACHABLE_AFTER;
+        let r = h.readiness(later);
+        assert!(!r.ready);
+        assert!(
+            r.lines
+                .contains(&"[-]virtual-api failed: unreachable for 3s".to_owned()),
+            "{r:?}"
+        );
+        // Any answer ends it.
+        h.metrics.contact(ApiLabel::Virtual, later);
+        assert!(h.readiness(later).ready);
     }
 
     #[test]

@@ -293,23 +293,40 @@ impl LeaderElector {
         Attempt::Leading
     }
 
-    /// Tries every `retry_period` until this replica leads; `on_standby` hears who holds it.
-    pub async fn acquire(&mut self, mut on_standby: impl FnMut(Option<&str>)) {
+    /// Tries every `retry_period` until this replica leads. `on_standby` hears each attempt
+    /// that did not win: `Ok` with who holds the Lease (`None` after a lost race), or `Err`
+    /// when the Lease could not be read or written (the host API is unreachable, say). Only
+    /// the first failure of a run of failures is logged as a warning.
+    pub async fn acquire(
+        &mut self,
+        mut on_standby: impl FnMut(Result<Option<&str>, &kube::Error>),
+    ) {
+        let mut failing = false;
         loop {
             match self.try_acquire_or_renew().await {
                 Ok(Attempt::Leading) => return,
-                Ok(Attempt::Standby(holder)) => on_standby(holder.as_deref()),
+                Ok(Attempt::Standby(holder)) => {
+                    failing = false;
+                    on_standby(Ok(holder.as_deref()));
+                }
                 Err(e) => {
-                    tracing::warn!(lease = self.cfg.name, error = %crate::sync::brief(&e), "reading the leader lease failed");
-                    on_standby(None);
+                    if failing {
+                        tracing::debug!(lease = self.cfg.name, error = %crate::sync::brief(&e), "reading the leader lease failed again");
+                    } else {
+                        tracing::warn!(lease = self.cfg.name, error = %crate::sync::brief(&e), "reading the leader lease failed; retrying");
+                        failing = true;
+                    }
+                    on_standby(Err(&e));
                 }
             }
             tokio::time::sleep(jittered(self.cfg.retry_period)).await;
         }
     }
 
-    /// Renews every `retry_period` while leading; returns when leadership is lost.
+    /// Renews every `retry_period` while leading; returns when leadership is lost. Only the
+    /// first failed renewal of a run is logged as a warning.
     pub async fn hold(&mut self) -> LostLease {
+        let mut failing = false;
         loop {
             tokio::time::sleep(self.cfg.retry_period).await;
             let since = self.last_renew.unwrap_or_else(Instant::now);
@@ -319,7 +336,13 @@ impl LeaderElector {
                 .saturating_sub(since.elapsed())
                 .max(Duration::from_millis(1));
             match tokio::time::timeout(left, self.try_acquire_or_renew()).await {
-                Ok(Ok(Attempt::Leading)) => continue,
+                Ok(Ok(Attempt::Leading)) => {
+                    if failing {
+                        tracing::info!(lease = self.cfg.name, "renewed the leader lease again");
+                    }
+                    failing = false;
+                    continue;
+                }
                 Ok(Ok(Attempt::Standby(Some(holder)))) => {
                     return LostLease::TakenOver {
                         name: self.cfg.name.clone(),
@@ -328,7 +351,12 @@ impl LeaderElector {
                 }
                 Ok(Ok(Attempt::Standby(None))) => {}
                 Ok(Err(e)) => {
-                    tracing::warn!(lease = self.cfg.name, error = %crate::sync::brief(&e), "renewing the leader lease failed");
+                    if failing {
+                        tracing::debug!(lease = self.cfg.name, error = %crate::sync::brief(&e), "renewing the leader lease failed again");
+                    } else {
+                        tracing::warn!(lease = self.cfg.name, error = %crate::sync::brief(&e), "renewing the leader lease failed; retrying until the renew deadline");
+                        failing = true;
+                    }
                 }
                 Err(_elapsed) => {}
             }

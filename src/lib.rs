@@ -24,6 +24,8 @@
 //!   `vcsync_*`) and the API request counting client wrapper.
 //! - [`health`]: the `/livez`, `/readyz` and `/metrics` endpoint.
 //! - [`leader`]: Lease-based leader election in the host namespace.
+//! - [`gate`]: the write gate that keeps the engine's writes to the time this replica
+//!   holds the Lease, while its caches stay warm.
 //! - [`guardrails`]: the start-up and periodic check that the host namespace
 //!   has its Pod Security labels, ResourceQuota, LimitRange and default-deny
 //!   NetworkPolicy (`--require-guardrails`).
@@ -36,6 +38,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod gate;
 pub mod guardrails;
 pub mod health;
 pub mod kube_clients;

@@ -217,6 +217,7 @@ pub struct Metrics {
     policy_violations: Family<RuleLabels, Counter>,
     ownership_conflicts: Family<KindLabels, Counter>,
     leader: Gauge,
+    leader_losses: Counter,
     guardrails_missing: Family<ItemLabels, Gauge>,
     guardrails_unknown: Family<ItemLabels, Gauge>,
     cache_synced: Family<CacheLabels, Gauge>,
@@ -229,6 +230,8 @@ pub struct Metrics {
     depth_sources: Mutex<Vec<(&'static str, DepthSource)>>,
     /// When each API last answered any request (any status), indexed by [`ApiLabel::index`].
     last_contact: Mutex<[Option<Instant>; 2]>,
+    /// Since when each API has failed every request (no response at all), if it does.
+    failing_since: Mutex<[Option<Instant>; 2]>,
     /// Registered caches and whether each has synced.
     caches: Mutex<BTreeMap<(ApiLabel, &'static str), bool>>,
     /// Guardrails checked so far and the state of each.
@@ -333,6 +336,12 @@ impl Metrics {
             "1 while this replica holds the leader lease (or leader election is off), else 0",
             leader.clone(),
         );
+        let leader_losses = Counter::default();
+        registry.register(
+            "vcsync_leader_losses",
+            "Times this replica lost the leader lease without being asked to stop (it stops writing and campaigns again)",
+            leader_losses.clone(),
+        );
         let guardrails_missing = Family::<ItemLabels, Gauge>::default();
         registry.register(
             "vcsync_guardrails_missing",
@@ -393,12 +402,14 @@ impl Metrics {
             policy_violations,
             ownership_conflicts,
             leader,
+            leader_losses,
             guardrails_missing,
             guardrails_unknown,
             cache_synced,
             workqueue_depth,
             depth_sources: Mutex::new(Vec::new()),
             last_contact: Mutex::new([None, None]),
+            failing_since: Mutex::new([None, None]),
             caches: Mutex::new(BTreeMap::new()),
             guardrails: Mutex::new(BTreeMap::new()),
             pending: Mutex::new(HashMap::new()),
@@ -572,6 +583,11 @@ impl Metrics {
         self.leader.set(i64::from(leading));
     }
 
+    /// Counts one loss of the leader lease.
+    pub fn leader_lost(&self) {
+        self.leader_losses.inc();
+    }
+
     /// Whether the leader gauge says this replica leads.
     pub fn is_leader(&self) -> bool {
         self.leader.get() == 1
@@ -622,9 +638,26 @@ impl Metrics {
                 code,
             })
             .inc();
-        if code != "error" {
+        if code == "error" {
+            self.failure(api, Instant::now());
+        } else {
             self.contact(api, Instant::now());
         }
+    }
+
+    /// Notes that a request to `api` got no response at all (refused, reset, timed out).
+    pub fn failure(&self, api: ApiLabel, at: Instant) {
+        let mut failing = lock(&self.failing_since);
+        let slot = &mut failing[api.index()];
+        if slot.is_none() {
+            *slot = Some(at);
+        }
+    }
+
+    /// Since when every request to `api` has failed without a response (`None` once it
+    /// answers again).
+    pub fn failing_since(&self, api: ApiLabel) -> Option<Instant> {
+        lock(&self.failing_since)[api.index()]
     }
 
     /// Notes that `api` answered at `at`.
@@ -634,6 +667,8 @@ impl Metrics {
         if slot.is_none_or(|prev| prev < at) {
             *slot = Some(at);
         }
+        drop(last);
+        lock(&self.failing_since)[api.index()] = None;
     }
 
     /// When `api` last answered a request.
@@ -768,7 +803,7 @@ impl Metrics {
         self.expect_cache(api, cache);
         let metrics = self.clone();
         watcher(list, cfg)
-            .default_backoff()
+            .backoff(crate::sync::watch_backoff())
             .modify(move |o: &mut K| {
                 o.managed_fields_mut().clear();
                 strip(o);

@@ -9,9 +9,16 @@
 //! On SIGTERM: readiness fails at once, the engine stops taking work and gets
 //! [`crate::sync::SHUTDOWN_GRACE`] to finish in-flight writes (the Lease is still renewed
 //! meanwhile, so no other replica starts writing), then the Lease is released so a follower
-//! takes over at its next retry, and the process exits 0. Losing the Lease (no renewal within
-//! the renew deadline, or another holder) stops the engine the same way and exits 1, so the
-//! pod restarts with fresh caches.
+//! takes over at its next retry, and the process exits 0.
+//!
+//! Losing the Lease (no renewal within the renew deadline, as in a host API outage, or
+//! another holder) is not fatal: the engine's writes stop at once ([`crate::gate`]), while
+//! the process, its health endpoint and the engine's watch caches stay up, and the replica
+//! campaigns again. Restarting instead would, on an outage of the host control plane,
+//! restart every tenant's vcsync at once and put them in CrashLoopBackOff for as long as the
+//! outage lasts, and then re-list everything. Once the Lease is back the engine resumes from
+//! its caches, so what is still in sync costs no write. Only SIGTERM / ctrl-c or a
+//! configuration error ends the process.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -21,6 +28,7 @@ use kube::Client;
 use tracing::info;
 
 use crate::config::{Config, HostApiSource};
+use crate::gate::WriteGate;
 use crate::health::{self, Health, Role, ServeError};
 use crate::kube_clients::{CheckReachableError, KubeClients, KubeClientsError};
 use crate::leader::{LeaderElector, LostLease, TimingError};
@@ -56,9 +64,6 @@ pub enum RunError {
     /// The kubelet endpoint of the virtual nodes could not start.
     #[error(transparent)]
     Kubelet(#[from] crate::kubelet::KubeletError),
-    /// This replica stopped being the leader without being asked to stop.
-    #[error("stopped syncing: {0}")]
-    LostLease(#[from] LostLease),
 }
 
 /// Runs until `shutdown` completes.
@@ -164,6 +169,11 @@ pub async fn run_until(config: Config, shutdown: impl Future<Output = ()>) -> Re
 
 /// Waits for the Lease (unless leader election is off), runs the engine while holding it,
 /// and releases it after a requested shutdown.
+///
+/// The engine starts the first time this replica leads and then runs until shutdown; its
+/// clients go through a [`WriteGate`] that is open only while the Lease is held. Losing the
+/// Lease closes the gate (before any other replica may take over: the renew deadline is
+/// shorter than the lease duration) and this replica campaigns again with warm caches.
 async fn lead_and_sync(
     config: &Config,
     health: &Arc<Health>,
@@ -176,21 +186,33 @@ async fn lead_and_sync(
     tokio::pin!(shutdown);
     let mut engine_cfg = engine_config(config);
     engine_cfg.kubelet = Some(kubelet.endpoint);
+    let gate = if config.leader_election.enabled {
+        WriteGate::closed()
+    } else {
+        WriteGate::open()
+    };
+    let engine_host = gate.client(host.clone());
     let engine = Arc::new(
-        crate::sync::Shared::new(engine_cfg, host.clone(), virt)
-            .with_metrics(health.metrics().clone())
-            .with_policy(policy),
+        crate::sync::Shared::new(
+            engine_cfg,
+            engine_host.clone(),
+            gate.client(virt),
+        )
+        .with_metrics(health.metrics().clone())
+        .with_policy(policy)
+        .with_gate(gate.clone()),
     );
-    // The kubelet endpoint reads the engine's caches; until they fill (a standby replica's
-    // stay empty) it answers 404 for every pod.
+    // The kubelet endpoint reads the engine's caches and relays through the ungated host
+    // client: streams write no objects, so they need no leadership.
     let _kubelet = AbortOnDrop(tokio::spawn(kubelet.serve(
         engine.clone(),
+        host.clone(),
         health.metrics().clone(),
         futures::future::pending::<()>(),
     )));
     // The tenant kubeconfig Secret is the leader's job, like every other host write.
     let kubeconfig = crate::kubeconfig::maintain_secret(
-        host.clone(),
+        engine_host,
         config.tenant_kubeconfig.clone(),
         crate::kubeconfig::SecretTarget {
             namespace: config.host_namespace.to_string(),
@@ -212,33 +234,8 @@ async fn lead_and_sync(
 
     let lease = &config.leader_election.lease;
     let mut elector = LeaderElector::new(host, lease.clone());
-    health.set_role(Role::Standby(None));
-    info!(lease = %lease.name, identity = %lease.identity, "waiting for the leader lease");
-    let acquired = {
-        let mut last_holder: Option<String> = None;
-        let acquire = elector.acquire(|holder| {
-            health.set_role(Role::Standby(holder.map(str::to_owned)));
-            if let Some(holder) = holder
-                && last_holder.as_deref() != Some(holder)
-            {
-                info!(lease = %lease.name, holder, "standing by: another replica leads");
-                last_holder = Some(holder.to_owned());
-            }
-        });
-        tokio::select! {
-            _ = acquire => true,
-            _ = &mut shutdown => false,
-        }
-    };
-    if !acquired {
-        info!("shutdown requested while waiting for the leader lease");
-        return Ok(());
-    }
-    health.set_role(Role::Leading);
-    info!(lease = %lease.name, identity = %lease.identity, "became the leader; starting the sync engine");
-
     let (stop_engine, engine_stopped) = tokio::sync::watch::channel(false);
-    let engine = async move {
+    let mut not_started = Some(async move {
         tokio::select! {
             _ = crate::sync::run(engine, async move {
                 let mut rx = engine_stopped;
@@ -246,42 +243,78 @@ async fn lead_and_sync(
             }) => {}
             _ = kubeconfig => {}
         }
-    };
-    tokio::pin!(engine);
-    let mut lost = None;
-    {
+    });
+    let mut engine: Option<tokio::task::JoinHandle<()>> = None;
+    let mut lost_at: Option<Instant> = None;
+    health.set_role(Role::Standby(None));
+    info!(lease = %lease.name, identity = %lease.identity, "waiting for the leader lease");
+    loop {
+        if !campaign(&mut elector, health, &mut shutdown).await {
+            info!("shutdown requested while not leading");
+            // The gate is closed: nothing the engine still has in hand can write.
+            if let Some(engine) = engine {
+                engine.abort();
+                let _ = engine.await;
+            }
+            return Ok(());
+        }
+        gate.set(true);
+        health.set_role(Role::Leading);
+        match lost_at.take() {
+            None => {
+                info!(lease = %lease.name, identity = %lease.identity, "became the leader; starting the sync engine");
+            }
+            Some(at) => info!(
+                lease = %lease.name,
+                not_leading_ms = u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX),
+                "regained the leader lease; the engine resumes from its caches"
+            ),
+        }
+        let engine = engine.get_or_insert_with(|| {
+            tokio::spawn(not_started.take().expect("the engine starts once"))
+        });
         let hold = elector.hold();
         tokio::pin!(hold);
-        let mut engine_done = false;
-        tokio::select! {
-            _ = &mut engine => {
-                engine_done = true;
+        let lost = tokio::select! {
+            _ = &mut *engine => {
                 tracing::warn!("the sync engine stopped by itself");
+                None
             }
-            _ = &mut shutdown => info!("shutdown requested; finishing in-flight writes"),
-            l = &mut hold => lost = Some(l),
-        }
-        health.set_role(Role::Stopping);
-        let _ = stop_engine.send(true);
-        if !engine_done {
-            if lost.is_none() {
+            _ = &mut shutdown => {
+                info!("shutdown requested; finishing in-flight writes");
+                health.set_role(Role::Stopping);
+                let _ = stop_engine.send(true);
                 // Keep renewing while in-flight writes finish, so that no other replica starts
                 // writing before this one has stopped.
                 tokio::select! {
-                    _ = &mut engine => {}
+                    _ = &mut *engine => None,
                     l = &mut hold => {
-                        lost = Some(l);
-                        (&mut engine).await;
+                        gate.set(false);
+                        let _ = (&mut *engine).await;
+                        Some(l)
                     }
                 }
-            } else {
-                (&mut engine).await;
             }
+            l = &mut hold => {
+                gate.set(false);
+                health.metrics().leader_lost();
+                health.set_role(match &l {
+                    LostLease::TakenOver { holder, .. } => Role::Standby(Some(holder.clone())),
+                    LostLease::RenewDeadline { .. } => {
+                        Role::NotLeading("lost the leader lease; campaigning again".to_owned())
+                    }
+                });
+                tracing::error!(error = %l, "lost the leader lease; writes stopped, the caches stay warm; campaigning again");
+                lost_at = Some(Instant::now());
+                continue;
+            }
+        };
+        health.set_role(Role::Stopping);
+        if let Some(l) = lost {
+            tracing::warn!(error = %l, "lost the leader lease while stopping; not releasing it");
+            return Ok(());
         }
-    }
-    if let Some(lost) = lost {
-        tracing::error!(error = %lost, "lost the leader lease; the engine stopped");
-        return Err(lost.into());
+        break;
     }
     match tokio::time::timeout(RELEASE_TIMEOUT, elector.release()).await {
         Ok(Ok(())) => info!(lease = %lease.name, "released the leader lease"),
@@ -293,6 +326,39 @@ async fn lead_and_sync(
         }
     }
     Ok(())
+}
+
+/// Campaigns until this replica holds the Lease (`true`) or `shutdown` completes (`false`),
+/// keeping the role current: standing by behind a live holder is ready; not knowing
+/// (the Lease cannot be read) is not.
+async fn campaign(
+    elector: &mut LeaderElector,
+    health: &Health,
+    shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> bool {
+    let name = elector.config().name.clone();
+    let mut last_holder: Option<String> = None;
+    let acquire = elector.acquire(|attempt| match attempt {
+        Ok(holder) => {
+            health.set_role(Role::Standby(holder.map(str::to_owned)));
+            if let Some(holder) = holder
+                && last_holder.as_deref() != Some(holder)
+            {
+                info!(lease = %name, holder, "standing by: another replica leads");
+                last_holder = Some(holder.to_owned());
+            }
+        }
+        Err(e) => health.set_role(Role::NotLeading(match e {
+            kube::Error::Api(s) => {
+                format!("reading the leader lease failed: {} {}", s.code, s.reason)
+            }
+            _ => "host API unreachable".to_owned(),
+        })),
+    });
+    tokio::select! {
+        _ = acquire => true,
+        _ = shutdown.as_mut() => false,
+    }
 }
 
 /// The IP address in an API server URL, if it is one (not a host name).

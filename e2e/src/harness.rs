@@ -28,7 +28,8 @@ pub const API_SERVICE: &str = "vcsync-api";
 
 /// The user the engine's requests are counted under on the test API servers.
 pub const ENGINE_USER: &str = "vcsync";
-const ENGINE_TOKEN: &str = "vcsync-engine-token";
+/// The bearer token of [`ENGINE_USER`] (for kubeconfigs of a vcsync process under test).
+pub const ENGINE_TOKEN: &str = "vcsync-engine-token";
 
 /// The environment of one test.
 pub struct Harness {

@@ -140,6 +140,7 @@ impl Bound {
     pub async fn serve(
         self,
         shared: Arc<Shared>,
+        host: kube::Client,
         metrics: Arc<Metrics>,
         stop: impl std::future::Future<Output = ()>,
     ) {
@@ -149,7 +150,11 @@ impl Bound {
             advertised = %self.endpoint.address,
             "serving the kubelet API of the virtual nodes"
         );
-        let ctx = Arc::new(proxy::Ctx { shared, metrics });
+        let ctx = Arc::new(proxy::Ctx {
+            shared,
+            host,
+            metrics,
+        });
         let config = Arc::new(self.config);
         let mut sessions = tokio::task::JoinSet::new();
         tokio::pin!(stop);

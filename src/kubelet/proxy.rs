@@ -44,6 +44,8 @@ pub enum Caller {
 /// What every request needs.
 pub struct Ctx {
     pub shared: Arc<Shared>,
+    /// The host client streams go through.
+    pub host: kube::Client,
     pub metrics: Arc<Metrics>,
 }
 
@@ -309,7 +311,7 @@ async fn logs(ctx: &Ctx, path: String, session: Session) -> Response<Body> {
         .uri(path)
         .body(kube::client::Body::empty())
         .expect("a valid request");
-    let resp = match ctx.shared.host.send(req).await {
+    let resp = match ctx.host.send(req).await {
         Ok(r) => r,
         Err(e) => {
             session.set_outcome("failed");
@@ -370,7 +372,7 @@ async fn upgrade(
         UPGRADE_REQUEST_HEADERS,
         host_req.headers_mut(),
     );
-    let mut resp = match ctx.shared.host.send(host_req).await {
+    let mut resp = match ctx.host.send(host_req).await {
         Ok(r) => r,
         Err(e) => {
             session.set_outcome("failed");

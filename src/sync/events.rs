@@ -523,7 +523,7 @@ pub async fn run(shared: Arc<Shared>, stop: Stop) {
     let index = Arc::new(EventsByObject::default());
     let (host_events, writer) = reflector::store();
     let estream = watcher(shared.host_api::<Event>(), watcher::Config::default())
-        .default_backoff()
+        .backoff(crate::sync::watch_backoff())
         .modify(strip_host_event)
         .inspect({
             let (index, host_ns) = (index.clone(), host_ns.clone());
@@ -593,6 +593,7 @@ fn error_policy(ev: Arc<Event>, err: &EventSyncError, sync: Arc<EventSync>) -> A
 }
 
 async fn reconcile(ev: Arc<Event>, sync: Arc<EventSync>) -> Result<Action, EventSyncError> {
+    sync.shared.gate.opened().await;
     let span = tracing::info_span!(
         "reconcile",
         controller = "event",

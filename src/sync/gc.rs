@@ -42,6 +42,7 @@ pub async fn run<K>(
             return;
         }
         loop {
+            shared.gate.opened().await;
             sweep_once(&shared, kind, &host, &virt).await;
             tokio::time::sleep(SWEEP_EVERY).await;
         }

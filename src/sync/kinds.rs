@@ -598,6 +598,8 @@ struct KindSync<K: SyncKind> {
 }
 
 async fn reconcile<K: SyncKind>(v: Arc<K>, s: Arc<KindSync<K>>) -> Result<Action, SyncError> {
+    // Standing by (not leading): wait, then decide from the caches as they are by then.
+    s.shared.gate.opened().await;
     let span = tracing::info_span!(
         "reconcile",
         controller = K::KIND,

@@ -272,6 +272,9 @@ pub struct Shared {
     pub policy: Arc<crate::policy::Policy>,
     /// What objects are held back for ([`waits`]).
     pub waits: waits::Waits,
+    /// Open while this replica may write ([`crate::gate`]); reconcilers wait for it before
+    /// deciding. [`Shared::new`] starts with an open gate of its own.
+    pub gate: crate::gate::WriteGate,
     pending: Mutex<Pending>,
 }
 
@@ -338,6 +341,7 @@ impl Shared {
             metrics: metrics.clone(),
             waits: waits::Waits::new(metrics),
             policy: Arc::new(crate::policy::Policy::default()),
+            gate: crate::gate::WriteGate::open(),
             pending: Mutex::new(Pending {
                 config_maps: Some(cm_rx),
                 secrets: Some(secret_rx),
@@ -381,6 +385,12 @@ impl Shared {
             key: key.to_string(),
             message: self.policy.event_message(kind, violations),
         }
+    }
+
+    /// Wait for `gate` before deciding (the clients should be gated by it too).
+    pub fn with_gate(mut self, gate: crate::gate::WriteGate) -> Shared {
+        self.gate = gate;
+        self
     }
 
     /// Record into `metrics` instead of a private registry.
@@ -484,12 +494,34 @@ where
 {
     let (reader, writer) = reflector::store();
     let stream = watcher(api, cfg)
-        .default_backoff()
+        .backoff(watch_backoff())
         .modify(strip)
         .reflect(writer)
         .touched_objects();
     (reader, stream)
 }
+
+/// The watchers' retry policy: kube-runtime's exponential backoff with jitter (as its
+/// `DefaultBackoff`), from 500 ms but capped at [`WATCH_BACKOFF_MAX`] instead of 30 s, so a
+/// watch resumes within a few seconds of an API coming back (a host upgrade, k3s restarting
+/// inside the pod) rather than up to half a minute later. It resets after a minute without
+/// errors.
+pub fn watch_backoff() -> impl kube::runtime::utils::Backoff {
+    kube::runtime::utils::ResetTimerBackoff::new(
+        watcher::ExponentialBackoff::from(
+            backon::ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(500))
+                .with_max_delay(WATCH_BACKOFF_MAX)
+                .with_factor(2.0)
+                .without_max_times()
+                .with_jitter(),
+        ),
+        Duration::from_secs(60),
+    )
+}
+
+/// The longest pause between two attempts of a failing watch.
+pub const WATCH_BACKOFF_MAX: Duration = Duration::from_secs(4);
 
 /// Wait until `store` has finished its initial list; `false` if its writer went away.
 ///

@@ -594,9 +594,13 @@ pub async fn run(shared: Arc<Shared>, stop: Stop) {
         {
             continue;
         }
+        let gate = sync.shared.gate.clone();
         tokio::select! {
             _ = &mut stopped => return,
-            _ = sync.reconcile_all() => {}
+            _ = async {
+                gate.opened().await;
+                sync.reconcile_all().await;
+            } => {}
         }
     }
 }

@@ -259,6 +259,11 @@ async fn work(sync: Arc<PodSync>, queue: FairQueue, stop: super::Stop) {
             _ = stop.signal() => break,
         };
         let Ok(permit) = permit else { break };
+        // While standing by, keys stay in the queue (deduplicated) rather than in tasks.
+        tokio::select! {
+            _ = sync.shared.gate.opened() => {}
+            _ = stop.signal() => break,
+        }
         let key = tokio::select! {
             k = queue.next() => k,
             _ = stop.signal() => break,
@@ -281,6 +286,8 @@ async fn work(sync: Arc<PodSync>, queue: FairQueue, stop: super::Stop) {
 
 /// Reconcile one virtual pod; returns when to look at it again.
 async fn process(sync: &PodSync, (ns, name): &(String, String)) -> Option<Duration> {
+    // Standing by (not leading): queue here, decide from the caches once leading again.
+    sync.shared.gate.opened().await;
     // A pod gone from the cache was deleted at once: the collector removes its host pod.
     let Some(vp) = sync.virtual_pods.get(&ObjectRef::new(name).within(ns)) else {
         sync.shared.waits.done(&format!("{KIND}/{ns}/{name}"));
