@@ -193,14 +193,10 @@ async fn lead_and_sync(
     };
     let engine_host = gate.client(host.clone());
     let engine = Arc::new(
-        crate::sync::Shared::new(
-            engine_cfg,
-            engine_host.clone(),
-            gate.client(virt),
-        )
-        .with_metrics(health.metrics().clone())
-        .with_policy(policy)
-        .with_gate(gate.clone()),
+        crate::sync::Shared::new(engine_cfg, engine_host.clone(), gate.client(virt))
+            .with_metrics(health.metrics().clone())
+            .with_policy(policy)
+            .with_gate(gate.clone()),
     );
     // The kubelet endpoint reads the engine's caches and relays through the ungated host
     // client: streams write no objects, so they need no leadership.

@@ -48,6 +48,11 @@ pub struct Harness {
     /// The isolation policy the engine runs with ([`test_policy`] unless a test sets another).
     pub policy: vcsync::policy::Policy,
     engine: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
+    /// The virtual server's k3s-like `server/tls` files (the kubelet endpoint's CAs).
+    kubelet_tls: Option<(tempfile::TempDir, crate::apiserver::K3sTlsPaths)>,
+    /// The kubelet endpoint's port, kept across engine restarts so the virtual nodes'
+    /// `daemonEndpoints` stay as written (0 until the first start).
+    kubelet_port: Arc<std::sync::Mutex<u16>>,
 }
 
 /// The policy of the sync tests: the secure defaults, opened just enough for the objects those
@@ -93,9 +98,13 @@ impl Harness {
                     users: vec![(ENGINE_TOKEN.to_string(), ENGINE_USER.to_string())],
                     ..ServerConfig::default()
                 };
-                let hs = TestApiServer::start(config())
-                    .await
-                    .expect("host test API server");
+                let hs = TestApiServer::start(ServerConfig {
+                    // The simulated nodes' Hostname addresses do not resolve.
+                    kubelet_preferred_address_types: vec!["InternalIP".into(), "Hostname".into()],
+                    ..config()
+                })
+                .await
+                .expect("host test API server");
                 let vs = TestApiServer::start(ServerConfig {
                     users: config().users,
                     ..virtual_config
@@ -131,11 +140,22 @@ impl Harness {
         )
         .await
         .expect("tenant API service");
-        let kubelet = Kubelet::start(
-            host.clone(),
-            KubeletConfig::default().namespace(host_namespace.clone()),
-        )
-        .expect("kubelet simulator");
+        // The simulated host kubelets trust the host server as k3s agents trust theirs: a
+        // serving certificate from its CA, its kubelet-client certificate required.
+        let mut kubelet_config = KubeletConfig::default().namespace(host_namespace.clone());
+        if let Some(hs) = &host_server {
+            kubelet_config = kubelet_config.api_tls(crate::kubelet::KubeletApiTls {
+                serving_ca_cert_pem: Some(hs.ca_pem().to_owned()),
+                serving_ca_key_pem: Some(hs.ca_key_pem().to_owned()),
+                client_ca_pem: Some(hs.client_ca_pem().to_owned()),
+            });
+        }
+        let kubelet_tls = virtual_server.as_ref().map(|vs| {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let paths = vs.write_k3s_tls_dir(dir.path()).expect("k3s tls files");
+            (dir, paths)
+        });
+        let kubelet = Kubelet::start(host.clone(), kubelet_config).expect("kubelet simulator");
         Harness {
             tenant: tenant.to_string(),
             host_namespace,
@@ -148,7 +168,28 @@ impl Harness {
             kubelet: Some(kubelet),
             policy: test_policy(),
             engine: None,
+            kubelet_tls,
+            kubelet_port: Arc::new(std::sync::Mutex::new(0)),
         }
+    }
+
+    /// The kubelet endpoint settings of the in-process engine (`None` against real clusters,
+    /// where the virtual API server cannot reach a test process): the virtual server's client
+    /// CA authenticates callers, its server CA signs the serving certificate, as with k3s.
+    pub fn kubelet_endpoint_config(&self) -> Option<vcsync::kubelet::EndpointConfig> {
+        let (_, paths) = self.kubelet_tls.as_ref()?;
+        let port = *self.kubelet_port.lock().unwrap_or_else(|e| e.into_inner());
+        let loopback: std::net::IpAddr = "127.0.0.1".parse().expect("an IP");
+        Some(vcsync::kubelet::EndpointConfig {
+            advertise: loopback,
+            bind: std::net::SocketAddr::new(loopback, port),
+            client_ca: Some(paths.client_ca_crt.clone()),
+            client_names: vec!["system:apiserver".into()],
+            serving: vcsync::kubelet::ServingCert::SignedBy {
+                ca_cert: paths.server_ca_crt.clone(),
+                ca_key: paths.server_ca_key.clone(),
+            },
+        })
     }
 
     /// The engine's settings for this environment.
@@ -165,23 +206,49 @@ impl Harness {
         }
     }
 
-    /// Start the engine in-process.
+    /// Start the engine in-process, with the kubelet endpoint of the virtual nodes.
     pub fn start_engine(&mut self) {
         assert!(self.engine.is_none(), "the engine is already running");
-        let shared = Arc::new(
-            vcsync::sync::Shared::new(
-                self.engine_config(),
-                self.engine_host.clone(),
-                self.engine_virt.clone(),
-            )
-            .with_policy(self.policy.clone()),
+        let (cfg, host, virt) = (
+            self.engine_config(),
+            self.engine_host.clone(),
+            self.engine_virt.clone(),
+        );
+        let (policy, kubelet, port) = (
+            self.policy.clone(),
+            self.kubelet_endpoint_config(),
+            self.kubelet_port.clone(),
         );
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
+            let mut cfg = cfg;
+            let bound = match kubelet {
+                Some(k) => Some(vcsync::kubelet::bind(k).await.expect("kubelet endpoint")),
+                None => None,
+            };
+            if let Some(b) = &bound {
+                cfg.kubelet = Some(b.endpoint);
+                *port.lock().unwrap_or_else(|e| e.into_inner()) = b.endpoint.port;
+            }
+            let shared =
+                Arc::new(vcsync::sync::Shared::new(cfg, host.clone(), virt).with_policy(policy));
+            let serve = bound.map(|b| {
+                tokio::spawn(b.serve(
+                    shared.clone(),
+                    host,
+                    shared.metrics.clone(),
+                    futures::future::pending::<()>(),
+                ))
+            });
             vcsync::sync::run(shared, async move {
                 let _ = rx.await;
             })
             .await;
+            if let Some(serve) = serve {
+                serve.abort();
+                // The listener is closed before a restart binds the same port again.
+                let _ = serve.await;
+            }
         });
         self.engine = Some((tx, task));
     }
