@@ -1304,8 +1304,10 @@ mod tests {
         m.start_reconcile("Pod").finish(Ok(&Action::await_change()));
         m.start_reconcile("Pod")
             .finish(Ok(&Action::requeue(Duration::from_secs(1))));
-        m.start_reconcile("Pod")
-            .finish(Err(&SyncError::Waiting { what: "x".into() }));
+        m.start_reconcile("Pod").finish(Err(&SyncError::Waiting {
+            cause: crate::sync::waits::WaitCause::Cache,
+            what: "x".into(),
+        }));
         m.start_reconcile("Pod").finish(Err(&SyncError::Foreign {
             kind: "Pod",
             name: "n".into(),

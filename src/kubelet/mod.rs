@@ -225,7 +225,7 @@ pub fn caller(
             "Unauthorized: a client certificate is required".into(),
         );
     };
-    if config.client_names.iter().any(|n| *n == cn) {
+    if config.client_names.contains(&cn) {
         Caller::Allowed(cn)
     } else {
         Caller::Refused(

@@ -216,7 +216,7 @@ fn pods(ctx: &Ctx) -> Response<Body> {
             p
         })
         .collect();
-    items.sort_by(|a, b| (a.namespace(), a.name_any()).cmp(&(b.namespace(), b.name_any())));
+    items.sort_by_key(|a| (a.namespace(), a.name_any()));
     let body =
         serde_json::json!({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items});
     Response::builder()
