@@ -74,6 +74,8 @@ async fn main() -> anyhow::Result<()> {
 
     let host = TestApiServer::start(ServerConfig {
         port: args.host_port,
+        // The simulated nodes' Hostname addresses do not resolve.
+        kubelet_preferred_address_types: vec!["InternalIP".into(), "Hostname".into()],
         ..ServerConfig::default()
     })
     .await?;
@@ -106,7 +108,33 @@ async fn main() -> anyhow::Result<()> {
         json!({"metadata": {"name": "vcsync-api"}, "spec": {"selector": {"app": "vcsync"}, "ports": [{"name": "https", "port": 443, "targetPort": 6443}]}}),
     )
     .await?;
-    let kubelet = Kubelet::start(hc.clone(), KubeletConfig::default().namespace(ns.clone()))?;
+    // The simulated host kubelets serve a kubelet API trusted by the host server, as k3s
+    // agents' are by theirs.
+    let kubelet = Kubelet::start(
+        hc.clone(),
+        KubeletConfig::default().namespace(ns.clone()).api_tls(
+            vcsync_e2e::kubelet::KubeletApiTls {
+                serving_ca_cert_pem: Some(host.ca_pem().to_owned()),
+                serving_ca_key_pem: Some(host.ca_key_pem().to_owned()),
+                client_ca_pem: Some(host.client_ca_pem().to_owned()),
+            },
+        ),
+    )?;
+    // vcsync's kubelet endpoint for the virtual nodes, with the virtual server's CAs laid out
+    // as k3s keeps them (`kubectl logs/exec` against the virtual API reach the host pods).
+    let tls = virt.write_k3s_tls_dir(&args.dir.join("virtual-tls"))?;
+    let loopback: std::net::IpAddr = "127.0.0.1".parse()?;
+    let kubelet_endpoint = vcsync::kubelet::bind(vcsync::kubelet::EndpointConfig {
+        advertise: loopback,
+        bind: std::net::SocketAddr::new(loopback, 0),
+        client_ca: Some(tls.client_ca_crt.clone()),
+        client_names: vec!["system:apiserver".into()],
+        serving: vcsync::kubelet::ServingCert::SignedBy {
+            ca_cert: tls.server_ca_crt.clone(),
+            ca_key: tls.server_ca_key.clone(),
+        },
+    })
+    .await?;
 
     // vcsync between them.
     let engine_cfg = vcsync::sync::EngineConfig {
@@ -117,7 +145,7 @@ async fn main() -> anyhow::Result<()> {
         api_service: "vcsync-api".into(),
         dns_service: ("kube-system".into(), "kube-dns".into()),
         cluster_domain: "cluster.local".into(),
-        kubelet: None,
+        kubelet: Some(kubelet_endpoint.endpoint),
     };
     // The sample ingress needs a class and a host the policy allows; the rest is the secure
     // default (see the policy section of the README).
@@ -126,6 +154,12 @@ async fn main() -> anyhow::Result<()> {
     )?;
     let shared =
         Arc::new(vcsync::sync::Shared::new(engine_cfg, hc.clone(), vc.clone()).with_policy(policy));
+    let kubelet_api = tokio::spawn(kubelet_endpoint.serve(
+        shared.clone(),
+        hc.clone(),
+        shared.metrics.clone(),
+        futures::future::pending::<()>(),
+    ));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let engine = tokio::spawn(vcsync::sync::run(shared, async move {
         let _ = stop_rx.await;
@@ -154,6 +188,9 @@ async fn main() -> anyhow::Result<()> {
                 let table = table(&vc, &hc, ns, &args.tenant).await.unwrap_or_else(|e| format!("(listing failed: {e})\n"));
                 if table != last && (!args.once || done) {
                     println!("{table}");
+                    if last.is_empty() || done {
+                        show_workload_access(&virtual_kc).await;
+                    }
                     last = table;
                 }
                 if done {
@@ -166,9 +203,36 @@ async fn main() -> anyhow::Result<()> {
     println!("stopping");
     let _ = stop_tx.send(());
     let _ = engine.await;
+    kubelet_api.abort();
     kubelet.stop().await?;
     drop((host, virt));
     Ok(())
+}
+
+/// `kubectl logs` and `kubectl exec` on the sample pod through the virtual API, as a tenant
+/// would run them (they reach the host pod through vcsync's kubelet endpoint).
+async fn show_workload_access(virtual_kc: &std::path::Path) {
+    for args in [
+        vec!["-n", "shop", "logs", "web", "--tail=3"],
+        vec!["-n", "shop", "exec", "web", "--", "echo", "hello from exec"],
+    ] {
+        let out = tokio::process::Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(virtual_kc)
+            .args(&args)
+            .env("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false")
+            .output()
+            .await;
+        println!("$ kubectl {}", args.join(" "));
+        match out {
+            Ok(o) => {
+                print!("{}", String::from_utf8_lossy(&o.stdout));
+                print!("{}", String::from_utf8_lossy(&o.stderr));
+            }
+            Err(e) => println!("(kubectl did not run: {e})"),
+        }
+    }
+    println!();
 }
 
 /// A Deployment-less pod, a configmap it reads, a service, an ingress, and the tenant DNS
