@@ -332,9 +332,9 @@ impl Env {
         Ok(())
     }
 
-    /// What a Deployment's restart policy does: start vcsync again if it exited (it does, on
-    /// purpose, when it cannot renew its Lease through an API outage). Returns the exited
-    /// process's last log line when it had to.
+    /// What a Deployment's restart policy does: start vcsync again if it exited (it should
+    /// not: losing the Lease in an API outage keeps the process and campaigns again). Returns
+    /// the exited process's last log line when it had to.
     pub async fn revive(&mut self) -> anyhow::Result<Option<String>> {
         let Some(v) = self.vcsync.as_mut() else {
             return Ok(None);

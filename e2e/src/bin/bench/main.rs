@@ -55,6 +55,9 @@ enum Scenario {
     /// A burst of the first `--pods` count (default 2000) through watch drops, 410s, 429/503
     /// and a host API restart.
     Faults,
+    /// The last `--pods` count (default 1000) through a 40 s host API outage (longer than the
+    /// lease) and a 10 s virtual API restart: recovery times and writes.
+    Outages,
 }
 
 impl Scenario {
@@ -65,6 +68,7 @@ impl Scenario {
             Scenario::Restart => vec![10_000],
             Scenario::Fairness => vec![5000],
             Scenario::Faults => vec![2000],
+            Scenario::Outages => vec![1000],
             _ => vec![],
         }
     }
@@ -217,6 +221,7 @@ async fn main() -> anyhow::Result<()> {
             Scenario::Fairness => scenarios::fairness(&opts).await,
             Scenario::Churn => scenarios::churn(&opts).await,
             Scenario::Faults => scenarios::faults(&opts).await,
+            Scenario::Outages => scenarios::outages(&opts).await,
         }
         .with_context(|| format!("{name} run {i}"))?;
         for f in &run.figures {

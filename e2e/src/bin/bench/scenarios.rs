@@ -1240,3 +1240,209 @@ pub async fn faults(o: &Opts) -> anyhow::Result<Run> {
     ));
     Ok(run)
 }
+
+// ---------------------------------------------------------------- outages
+
+/// How long the host API is down in the outages scenario (an upgrade, an etcd failover).
+const HOST_OUTAGE: Duration = Duration::from_secs(40);
+/// How long the virtual API is down (k3s restarting inside the pod).
+const VIRTUAL_OUTAGE: Duration = Duration::from_secs(10);
+/// Pods created in the virtual API while the host API is down.
+const DURING: usize = 10;
+
+/// Host pods (by `virtual_key`) whose virtual name starts with `prefix`.
+async fn host_copies(env: &Env, prefix: &str) -> usize {
+    let Ok(list) = Api::<Pod>::namespaced(env.host.clone(), &env.host_ns)
+        .list(&ListParams::default().labels(SELECTOR))
+        .await
+    else {
+        return 0;
+    };
+    list.items
+        .iter()
+        .filter_map(virtual_key)
+        .filter(|k| {
+            k.split_once('/')
+                .is_some_and(|(_, n)| n.starts_with(prefix))
+        })
+        .count()
+}
+
+/// Polls until `check` holds; the time it took.
+async fn until<F, Fut>(timeout: Duration, what: &str, mut check: F) -> anyhow::Result<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let t0 = Instant::now();
+    while !check().await {
+        anyhow::ensure!(t0.elapsed() < timeout, "{what} within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(t0.elapsed())
+}
+
+/// Keeps `down` going until `outage` passed; returns when `/readyz` first failed (since `down`).
+async fn ride_out(env: &Env, down: Instant, outage: Duration) -> Option<Duration> {
+    let mut unready = None;
+    while down.elapsed() < outage {
+        if unready.is_none() && !env.vcsync().ready().await {
+            unready = Some(down.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    unready
+}
+
+/// The last `--pods` count (default 1000) of synced pods through a 40 s host API outage (longer
+/// than the 15 s lease: vcsync loses it) with pods created meanwhile, then a 10 s virtual API
+/// restart; vcsync keeps its default Lease timings.
+pub async fn outages(o: &Opts) -> anyhow::Result<Run> {
+    let n = *o.pods.last().unwrap_or(&1000);
+    let mut env = Env::new(&o.env).await?;
+    anyhow::ensure!(
+        env.host_server.is_some() && env.virtual_server.is_some(),
+        "the outages scenario needs the test API servers (it stops them)"
+    );
+    let mut run = Run::default();
+    env.start_vcsync().await?;
+    let nss = populate(&env, o, n).await?;
+
+    // The host API goes away for longer than the lease.
+    env.reset_counts();
+    env.host_server.as_mut().expect("test servers").stop().await;
+    let down = Instant::now();
+    let (pods, _) = workload(&nss, "hostdown", 0, DURING);
+    create_all(&env.virt, pods, o.concurrency).await?;
+    let unready = ride_out(&env, down, HOST_OUTAGE).await;
+    env.host_server
+        .as_mut()
+        .expect("test servers")
+        .restart()
+        .await?;
+    let up = Instant::now();
+    let ready = until(o.timeout, "ready again after the host outage", || {
+        env.vcsync().ready()
+    })
+    .await?;
+    until(
+        o.timeout,
+        "the pods created meanwhile on the host",
+        || async { host_copies(&env, "hostdown-").await >= DURING },
+    )
+    .await?;
+    let converged = up.elapsed();
+    env.settle(Duration::from_secs(3), o.timeout).await?;
+    if let Some(last) = env.revive().await? {
+        run.note(format!("vcsync exited during the host outage: {last}"));
+    }
+    run.add(
+        format!("ready after a {} s host API outage", HOST_OUTAGE.as_secs()),
+        "s",
+        ready.as_secs_f64(),
+    );
+    run.add(
+        format!("{DURING} pods created during it synced"),
+        "s",
+        converged.as_secs_f64(),
+    );
+    run.add(
+        "not ready after the host API went away",
+        "s",
+        unready.map_or(f64::NAN, |d| d.as_secs_f64()),
+    );
+    let creates = |env: &Env| -> u64 {
+        env.host_server
+            .as_ref()
+            .map(|s| {
+                s.request_counts()
+                    .into_iter()
+                    .filter(|(k, _)| {
+                        k.user == env::ENGINE_USER && k.verb == "create" && k.resource == "pods"
+                    })
+                    .map(|(_, c)| c)
+                    .sum()
+            })
+            .unwrap_or(0)
+    };
+    run.add(
+        "host pod creates across the outage",
+        "creates",
+        creates(&env) as f64,
+    )
+    .target("10");
+    if let Some(w) = env.writes() {
+        run.note(format!(
+            "host outage: {} host writes (excl. Lease), {} virtual writes for {DURING} new pods",
+            w.host, w.virt
+        ));
+        let (host, virt) = env.engine_write_breakdown();
+        run.note(format!(
+            "host outage writes: host {host:?}, virtual {virt:?}"
+        ));
+    }
+
+    // The virtual API restarts; nothing changes meanwhile.
+    env.reset_counts();
+    env.virtual_server
+        .as_mut()
+        .expect("test servers")
+        .stop()
+        .await;
+    let down = Instant::now();
+    let unready = ride_out(&env, down, VIRTUAL_OUTAGE).await;
+    env.virtual_server
+        .as_mut()
+        .expect("test servers")
+        .restart()
+        .await?;
+    let ready = until(o.timeout, "ready again after the virtual restart", || {
+        env.vcsync().ready()
+    })
+    .await?;
+    env.settle(Duration::from_secs(3), o.timeout).await?;
+    if let Some(last) = env.revive().await? {
+        run.note(format!("vcsync exited during the virtual restart: {last}"));
+    }
+    let writes = env.writes().unwrap_or_default();
+    let t0 = Instant::now();
+    let (pods, _) = workload(&nss, "virtback", 0, 1);
+    create_all(&env.virt, pods, 1).await?;
+    until(
+        o.timeout,
+        "a pod created after the restart on the host",
+        || async { host_copies(&env, "virtback-").await >= 1 },
+    )
+    .await?;
+    let first = t0.elapsed();
+    run.add(
+        format!(
+            "ready after a {} s virtual API restart",
+            VIRTUAL_OUTAGE.as_secs()
+        ),
+        "s",
+        ready.as_secs_f64(),
+    );
+    run.add(
+        "not ready after the virtual API went away",
+        "s",
+        unready.map_or(f64::NAN, |d| d.as_secs_f64()),
+    );
+    run.add(
+        "a pod created after it on the host",
+        "s",
+        first.as_secs_f64(),
+    );
+    run.add(
+        "writes across the virtual restart (excl. Lease)",
+        "writes",
+        (writes.host + writes.virt) as f64,
+    )
+    .target("0");
+    run.note(format!(
+        "readiness after the restart includes up to {} s of the watchers' backoff",
+        vcsync::sync::WATCH_BACKOFF_MAX.as_secs()
+    ));
+    vcsync_problems(&mut run, &env);
+    Ok(run)
+}
