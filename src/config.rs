@@ -224,6 +224,17 @@ pub struct RunArgs {
     #[arg(long, env = "VCSYNC_POLICY", value_name = "FILE")]
     pub policy: Option<PathBuf>,
 
+    /// The host cluster's Service CIDRs (comma-separated). No endpoint address inside them is
+    /// synced; vcsync adds what it learns itself (a dry-run allocation probe, the ServiceCIDR
+    /// API and the `kubernetes` Service where readable, the ClusterIPs it observes).
+    #[arg(
+        long = "host-service-cidr",
+        env = "VCSYNC_HOST_SERVICE_CIDR",
+        value_name = "CIDRS",
+        value_delimiter = ','
+    )]
+    pub host_service_cidrs: Vec<crate::policy::net::Cidr>,
+
     /// Refuse to start (exit 1) when the host namespace lacks a guardrail: Pod Security labels,
     /// a ResourceQuota, a LimitRange or a default-deny NetworkPolicy.
     #[arg(long, env = "VCSYNC_REQUIRE_GUARDRAILS")]
@@ -503,6 +514,8 @@ pub struct Config {
     pub tenant_kubeconfig: crate::kubeconfig::TenantKubeconfigSource,
     /// Isolation policy file; `None`: the default policy.
     pub policy: Option<PathBuf>,
+    /// Host Service CIDRs given by the operator.
+    pub host_service_cidrs: Vec<crate::policy::net::Cidr>,
     /// Refuse to start when a host namespace guardrail is missing.
     pub require_guardrails: bool,
     /// Time between guardrail checks after start-up.
@@ -554,6 +567,7 @@ impl RunArgs {
             kubeconfig_secret: self.kubeconfig_secret,
             tenant_kubeconfig,
             policy: self.policy,
+            host_service_cidrs: self.host_service_cidrs,
             require_guardrails: self.require_guardrails,
             guardrails_interval: Duration::from_secs(self.guardrails_interval_seconds),
             kubelet: self.kubelet.endpoint(),

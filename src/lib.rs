@@ -52,5 +52,6 @@ pub mod names;
 pub mod permissions;
 pub mod policy;
 pub mod run;
+pub mod service_cidr;
 pub mod sync;
 pub mod translate;

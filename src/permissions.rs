@@ -73,7 +73,7 @@ pub const HOST_PERMISSIONS: &[Permission] = &[
         group: "",
         resource: "services",
         verbs: MIRRORED,
-        used_by: "sync::kinds (services), sync::pods (get of the tenant API service)",
+        used_by: "sync::kinds (services), sync::pods (get of the tenant API service), service_cidr (a dry-run create naming the Service range)",
     },
     Permission {
         group: "",

@@ -113,6 +113,22 @@ pub async fn run_until(config: Config, shutdown: impl Future<Output = ()>) -> Re
         host_version = %versions.host.git_version,
         "both APIs reachable"
     );
+    // Service virtual IPs are never endpoint targets either; learned before the engine starts
+    // so no endpoint is checked without them.
+    let learned = crate::service_cidr::learn(
+        &clients.host.client,
+        config.host_namespace.as_str(),
+        &config.host_service_cidrs,
+    )
+    .await;
+    if learned.is_empty() {
+        tracing::warn!(
+            "no host Service CIDR known (set --host-service-cidr): endpoint addresses inside it are refused only once observed as ClusterIPs"
+        );
+    } else {
+        info!(service_cidrs = %learned, "host Service CIDRs: refused as endpoint targets");
+    }
+    policy.host_facts.service_cidrs = learned.cidrs();
     let metrics = Arc::new(Metrics::new());
     let host = instrument_client(clients.host.client, ApiLabel::Host, metrics.clone());
     let virt = instrument_client(clients.virtual_.client, ApiLabel::Virtual, metrics.clone());

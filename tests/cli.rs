@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_vcsync");
 
 /// Every `vcsync run` flag with its environment variable.
-const RUN_FLAGS: [(&str, &str); 33] = [
+const RUN_FLAGS: [(&str, &str); 34] = [
     ("--tenant", "VCSYNC_TENANT"),
     ("--host-namespace", "VCSYNC_HOST_NAMESPACE"),
     ("--virtual-kubeconfig", "VCSYNC_VIRTUAL_KUBECONFIG"),
@@ -30,6 +30,7 @@ const RUN_FLAGS: [(&str, &str); 33] = [
     ("--cluster-domain", "VCSYNC_CLUSTER_DOMAIN"),
     ("--policy", "VCSYNC_POLICY"),
     ("--require-guardrails", "VCSYNC_REQUIRE_GUARDRAILS"),
+    ("--host-service-cidr", "VCSYNC_HOST_SERVICE_CIDR"),
     ("--kubeconfig-secret", "VCSYNC_KUBECONFIG_SECRET"),
     ("--kubeconfig-server", "VCSYNC_KUBECONFIG_SERVER"),
     ("--kubeconfig-credentials", "VCSYNC_KUBECONFIG_CREDENTIALS"),

@@ -74,6 +74,22 @@ pub struct HostFacts {
     /// Hostnames (lower case) claimed by Ingresses of other host namespaces, when vcsync may
     /// read Ingresses cluster-wide; an Ingress of this tenant claiming one of them is refused.
     pub claimed_ingress_hosts: BTreeSet<String>,
+    /// The host's Service CIDRs (ServiceCIDR API, `--host-service-cidr`, observed ClusterIPs):
+    /// never a valid target.
+    pub service_cidrs: Vec<net::Cidr>,
+}
+
+impl HostFacts {
+    /// The addresses of `ips` no known Service CIDR covers (each once, in order).
+    pub fn uncovered_service_ips(&self, ips: &[IpAddr]) -> Vec<IpAddr> {
+        let mut out: Vec<IpAddr> = Vec::new();
+        for ip in ips {
+            if !self.service_cidrs.iter().any(|c| c.contains(*ip)) && !out.contains(ip) {
+                out.push(*ip);
+            }
+        }
+        out
+    }
 }
 
 /// Pod Security Standards level.

@@ -227,6 +227,19 @@ pub fn denied_reason<'a>(
     None
 }
 
+/// `a, b, c`, or `none` for an empty list (for messages and logs).
+pub fn cidr_list(cidrs: &[Cidr]) -> String {
+    if cidrs.is_empty() {
+        "none".to_owned()
+    } else {
+        cidrs
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 /// Parse an address the way Kubernetes validation accepts it; `None` for anything else.
 pub fn parse_ip(s: &str) -> Option<IpAddr> {
     s.parse().ok()

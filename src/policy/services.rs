@@ -14,7 +14,9 @@
 //! Whatever the allowlists say, loopback, link-local (cloud metadata), unspecified and multicast
 //! addresses — also in their IPv4-mapped, IPv4-compatible and NAT64 IPv6 forms — the policy's
 //! `deniedCidrs` and the host's API server and node addresses ([`super::HostFacts`]) are
-//! refused.
+//! refused, and so is every address inside the host's Service CIDRs
+//! ([`super::HostFacts::service_cidrs`]): a Service virtual IP is no endpoint (Kubernetes does
+//! not support one there), and the host `kubernetes` Service is one of them.
 
 use k8s_openapi::api::core::v1::{Endpoints, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -54,19 +56,14 @@ fn denied(policy: &Policy) -> Vec<(Cidr, &'static str)> {
             .iter()
             .map(|ip| (Cidr::from(*ip), "a host node")),
     );
-    out
-}
-
-fn cidr_list(cidrs: &[Cidr]) -> String {
-    if cidrs.is_empty() {
-        "none".to_owned()
-    } else {
-        cidrs
+    out.extend(
+        policy
+            .host_facts
+            .service_cidrs
             .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
+            .map(|c| (*c, "inside the host Service CIDR: a Service virtual IP")),
+    );
+    out
 }
 
 /// Check one target address: `Err(reason)` unless it parses, is not denied and lies inside
@@ -87,7 +84,7 @@ fn check_address(
     if !allowed.iter().any(|c| c.contains(ip)) {
         return Err(format!(
             "{ip} is not inside {setting} ({})",
-            cidr_list(allowed)
+            net::cidr_list(allowed)
         ));
     }
     Ok(())
@@ -370,6 +367,10 @@ services:
             "10.0.0.11".parse().unwrap(),
             "2001:db8:9::11".parse().unwrap(),
         ];
+        p.host_facts.service_cidrs = vec![
+            "10.96.0.0/16".parse().unwrap(),
+            "fd00:96::/112".parse().unwrap(),
+        ];
         p
     }
 
@@ -385,6 +386,10 @@ services:
     #[case::api_server_cluster_ip("10.96.0.1", Some("host API server"))]
     #[case::api_server_mapped("::ffff:192.0.2.10", Some("host API server"))]
     #[case::node("10.0.0.11", Some("host node"))]
+    #[case::service_vip("10.96.7.7", Some("host Service CIDR"))]
+    #[case::service_vip_v6("fd00:96::7", Some("host Service CIDR"))]
+    #[case::service_vip_mapped("::ffff:10.96.7.7", Some("host Service CIDR"))]
+    #[case::beside_service_cidr("10.97.0.1", None)]
     #[case::node_v6("2001:db8:9::11", Some("host node"))]
     #[case::denied_range("10.20.30.40", Some("services.deniedCidrs"))]
     #[case::not_an_ip("db.example.com", Some("not an IP address"))]

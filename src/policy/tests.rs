@@ -289,3 +289,17 @@ impl TapSort for Vec<&'static str> {
         self
     }
 }
+
+#[test]
+fn uncovered_service_ips_are_those_no_known_cidr_holds() {
+    let facts = HostFacts {
+        service_cidrs: vec!["10.96.0.0/16".parse().unwrap()],
+        ..HostFacts::default()
+    };
+    let ips: Vec<IpAddr> = ["10.96.3.4", "10.43.0.10", "10.43.0.10", "fd00::1"]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+    let got = facts.uncovered_service_ips(&ips);
+    assert_eq!(got, vec![ips[1], ips[3]]);
+}

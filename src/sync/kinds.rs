@@ -316,6 +316,17 @@ impl SyncKind for Service {
         v: &Self,
         host: &Self,
     ) -> impl Future<Output = Result<(), SyncError>> + Send {
+        // A host ClusterIP is a Service virtual IP: never an endpoint target.
+        if let Some(spec) = &host.spec {
+            shared.observe_service_ips(
+                spec.cluster_ips
+                    .iter()
+                    .flatten()
+                    .chain(spec.cluster_ip.iter())
+                    .map(String::as_str)
+                    .filter(|ip| *ip != "None"),
+            );
+        }
         let want = host.status.as_ref().and_then(|s| s.load_balancer.clone());
         let have = v.status.as_ref().and_then(|s| s.load_balancer.clone());
         let (ingress_empty, have_empty) = (
@@ -652,7 +663,7 @@ async fn reconcile_inner<K: SyncKind>(v: &K, s: &KindSync<K>) -> Result<Action, 
         return Ok(Action::await_change());
     }
 
-    let allowed = K::check(&shared.policy, v)
+    let allowed = K::check(&shared.policy(), v)
         .map_err(|violations| shared.policy_error(K::KIND, &key, &violations))?;
     let v = &allowed;
     let desired = K::translate(&shared.ctx, v).map_err(|errs| SyncError::Untranslatable {

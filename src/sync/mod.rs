@@ -268,8 +268,10 @@ pub struct Shared {
     /// Metrics (reconciles, sync latency, caches); [`Shared::new`] starts with a private
     /// registry, [`Shared::with_metrics`] shares the one the health endpoint serves.
     pub metrics: Arc<crate::metrics::Metrics>,
-    /// The tenant's isolation policy, checked before anything is written to the host.
-    pub policy: Arc<crate::policy::Policy>,
+    /// The tenant's isolation policy, checked before anything is written to the host; its
+    /// host facts grow at run time ([`Shared::observe_service_ips`]), so read it through
+    /// [`Shared::policy`].
+    policy: std::sync::RwLock<Arc<crate::policy::Policy>>,
     /// What objects are held back for ([`waits`]).
     pub waits: waits::Waits,
     /// Open while this replica may write ([`crate::gate`]); reconcilers wait for it before
@@ -340,7 +342,7 @@ impl Shared {
             },
             metrics: metrics.clone(),
             waits: waits::Waits::new(metrics),
-            policy: Arc::new(crate::policy::Policy::default()),
+            policy: std::sync::RwLock::new(Arc::new(crate::policy::Policy::default())),
             gate: crate::gate::WriteGate::open(),
             pending: Mutex::new(Pending {
                 config_maps: Some(cm_rx),
@@ -355,9 +357,50 @@ impl Shared {
     }
 
     /// Check objects against `policy` (the default is the secure default policy).
-    pub fn with_policy(mut self, policy: crate::policy::Policy) -> Shared {
-        self.policy = Arc::new(policy);
+    pub fn with_policy(self, policy: crate::policy::Policy) -> Shared {
+        *self.policy.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy);
         self
+    }
+
+    /// The isolation policy as it stands (a snapshot: checks of one object see one policy).
+    pub fn policy(&self) -> Arc<crate::policy::Policy> {
+        self.policy
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Learn host Service virtual IPs from a host Service's ClusterIPs: any the known Service
+    /// CIDRs do not cover yet is refused as an endpoint target from now on. Cheap when nothing
+    /// is new (the usual case once the CIDR is known), so it runs on every host Service seen.
+    pub fn observe_service_ips<'a>(&self, ips: impl IntoIterator<Item = &'a str>) {
+        let ips: Vec<std::net::IpAddr> = ips
+            .into_iter()
+            .filter_map(crate::policy::net::parse_ip)
+            .collect();
+        if self
+            .policy()
+            .host_facts
+            .uncovered_service_ips(&ips)
+            .is_empty()
+        {
+            return;
+        }
+        let mut slot = self.policy.write().unwrap_or_else(|e| e.into_inner());
+        // Re-checked under the lock: another observer may have added them meanwhile.
+        let new = slot.host_facts.uncovered_service_ips(&ips);
+        if new.is_empty() {
+            return;
+        }
+        let mut next = (**slot).clone();
+        next.host_facts
+            .service_cidrs
+            .extend(new.iter().map(|ip| crate::policy::net::Cidr::from(*ip)));
+        tracing::info!(
+            service_ips = %crate::policy::net::cidr_list(&new.iter().map(|ip| crate::policy::net::Cidr::from(*ip)).collect::<Vec<_>>()),
+            "a host Service ClusterIP outside the known Service CIDRs: refused as an endpoint target from now on"
+        );
+        *slot = Arc::new(next);
     }
 
     /// Whether the policy refused virtual pod `ns/name` (its references are not synced).
@@ -383,7 +426,7 @@ impl Shared {
         SyncError::PolicyViolation {
             kind,
             key: key.to_string(),
-            message: self.policy.event_message(kind, violations),
+            message: self.policy().event_message(kind, violations),
         }
     }
 

@@ -401,7 +401,7 @@ async fn reconcile_inner(vp: &Pod, sync: &PodSync) -> Result<Option<Duration>, S
 
     // The isolation policy first: a refused pod (and what only it references) never reaches the
     // host.
-    let allowed = match crate::policy::check_pod(&shared.policy, vp) {
+    let allowed = match crate::policy::check_pod(&shared.policy(), vp) {
         Ok(p) => {
             shared.set_pod_refused(&ns, &vname, false);
             p

@@ -132,6 +132,7 @@ impl Drop for Process {
 }
 
 /// `GET path` on the health endpoint: status code and body.
+#[allow(unused_imports)] // not every test file reads the health endpoint
 pub use vcsync_e2e::testutil::http_get as get;
 
 /// The value of the sample line starting with `series` (full name and labels).

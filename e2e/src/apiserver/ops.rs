@@ -678,6 +678,20 @@ pub fn bootstrap(shared: &Shared) {
             &ctx,
         );
     }
+    // kube-apiserver's bootstrap controller keeps `default/kubernetes`: the first address of
+    // the service range, 443 -> the secure port. (Its Endpoints, the advertised address, are
+    // left out: this server listens on loopback, which no Endpoints may name.)
+    let svc_def = resources::find("", "v1", "services").expect("services are served");
+    let ip = st.alloc.first_ip();
+    let _ = st.create(
+        svc_def,
+        "default",
+        json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+            "spec": {"type": "ClusterIP", "clusterIP": ip, "clusterIPs": [ip], "sessionAffinity": "None",
+                "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]}}),
+        &ctx,
+    );
     let rv = st.store.rv();
     drop(st);
     shared.notify(rv);

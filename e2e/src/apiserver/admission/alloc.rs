@@ -79,6 +79,11 @@ fn service_holds_port(store: &Store, owner: &str, port: u16) -> bool {
 }
 
 impl Allocators {
+    /// The first address of the service range: the `kubernetes` Service's ClusterIP.
+    pub fn first_ip(&self) -> String {
+        Ipv4Addr::from(self.first).to_string()
+    }
+
     pub fn new(config: &crate::apiserver::server::ServerConfig) -> Allocators {
         let (net, prefix) = parse_cidr(&config.service_cidr)
             .unwrap_or((u32::from(Ipv4Addr::new(10, 96, 0, 0)), 16));
