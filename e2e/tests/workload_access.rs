@@ -227,3 +227,231 @@ async fn only_the_virtual_api_servers_certificate_may_call_the_kubelet_endpoint(
     assert_eq!(code, 200, "{body}");
     h.stop_engine().await;
 }
+
+/// `kubectl` as a child the test reads while it runs (follow, attach, port-forward), killed on
+/// drop.
+fn kubectl_child(h: &Harness, home: &std::path::Path, args: &[&str]) -> tokio::process::Child {
+    let vs = h.virtual_server.as_ref().expect("test servers");
+    let kc = home.join("virtual.kubeconfig");
+    if !kc.exists() {
+        vs.write_kubeconfig(&kc).unwrap();
+    }
+    tokio::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&kc)
+        .arg("--cache-dir")
+        .arg(home.join("cache"))
+        .args(args)
+        .env("HOME", home)
+        .env("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false")
+        .env("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("kubectl runs")
+}
+
+/// Reads `out` until `done(all read so far)`, within [`WAIT`].
+async fn read_until(
+    out: &mut (impl tokio::io::AsyncRead + Unpin),
+    what: &str,
+    done: impl Fn(&str) -> bool,
+) -> String {
+    use tokio::io::AsyncReadExt as _;
+    let mut seen = Vec::new();
+    let r = tokio::time::timeout(WAIT, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            if done(&String::from_utf8_lossy(&seen)) {
+                return;
+            }
+            let n = out.read(&mut buf).await.unwrap();
+            assert!(
+                n > 0,
+                "{what}: the stream ended early: {:?}",
+                String::from_utf8_lossy(&seen)
+            );
+            seen.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    let text = String::from_utf8_lossy(&seen).into_owned();
+    assert!(r.is_ok(), "{what}: not seen in time; got {text:?}");
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kubectl_follow_since_previous_attach_tty_and_port_forward_through_vcsync() {
+    use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _};
+    let mut h = Harness::new("stream").await;
+    if h.virtual_server.is_none() {
+        panic!("this test drives the in-process kubelet endpoint; it needs the test API servers");
+    }
+    h.start_engine();
+    running_pod(&h, "default", "web").await;
+    let host_pod = h.host_name("default", "web");
+    let home = tempfile::tempdir().unwrap();
+
+    // --previous: the host kubelet's refusal, in the tenant's names.
+    let (code, _, err) = kubectl(&h, home.path(), &["logs", "web", "--previous"], b"");
+    assert_ne!(code, 0);
+    assert!(
+        err.contains(r#"previous terminated container "app" in pod "web" not found"#),
+        "{err}"
+    );
+    assert!(!err.contains(&host_pod), "the host pod name leaked: {err}");
+
+    // --since-time and --timestamps: line k was written k seconds after the host pod started.
+    let start: jiff::Timestamp = h
+        .host_api::<Pod>()
+        .get(&host_pod)
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .start_time
+        .unwrap()
+        .0
+        .to_string()
+        .parse()
+        .unwrap();
+    let since = (start + jiff::SignedDuration::from_secs(5)).to_string();
+    let (code, out, err) = kubectl(
+        &h,
+        home.path(),
+        &["logs", "web", &format!("--since-time={since}")],
+        b"",
+    );
+    assert_eq!(code, 0, "{err}");
+    let want: String = (5..=10)
+        .map(|k| format!("{}\n", logs::line(&host_pod, "app", k)))
+        .collect();
+    assert_eq!(out, want);
+    let (code, out, err) = kubectl(
+        &h,
+        home.path(),
+        &["logs", "web", "--timestamps", "--tail=1"],
+        b"",
+    );
+    assert_eq!(code, 0, "{err}");
+    let (stamp, line) = out.trim_end().split_once(' ').expect("a timestamp");
+    let stamp: jiff::Timestamp = stamp.parse().unwrap();
+    assert_eq!(stamp, start + jiff::SignedDuration::from_secs(10));
+    assert_eq!(line, logs::line(&host_pod, "app", 10));
+
+    // -f: the stream stays open and grows.
+    let mut follow = kubectl_child(&h, home.path(), &["logs", "-f", "web"]);
+    let mut lines = tokio::io::BufReader::new(follow.stdout.take().unwrap()).lines();
+    for k in 1..=13 {
+        let line = tokio::time::timeout(WAIT, lines.next_line())
+            .await
+            .expect("the followed log grows")
+            .unwrap()
+            .expect("the followed log is still open");
+        assert_eq!(line, logs::line(&host_pod, "app", k));
+    }
+    follow.kill().await.unwrap();
+
+    // attach -i: the container's banner, then stdin echoed.
+    let mut attach = kubectl_child(&h, home.path(), &["attach", "-i", "web", "-c", "app"]);
+    let mut stdin = attach.stdin.take().unwrap();
+    let mut stdout = attach.stdout.take().unwrap();
+    read_until(&mut stdout, "the attach banner", |s| {
+        s.contains("attached to")
+    })
+    .await;
+    stdin.write_all(b"typed through\n").await.unwrap();
+    read_until(&mut stdout, "stdin echoed", |s| {
+        s.contains("typed through\n")
+    })
+    .await;
+    drop(stdin);
+    let status = tokio::time::timeout(WAIT, attach.wait())
+        .await
+        .expect("attach ends when stdin closes")
+        .unwrap();
+    assert!(status.success(), "{status}");
+
+    // exec -it in a terminal: the tty is negotiated (TERM is set), and resizes come through.
+    let kc = home.path().join("virtual.kubeconfig");
+    let cache = home.path().join("cache");
+    let kubectl_cmd = format!(
+        "kubectl --kubeconfig {} --cache-dir {}",
+        kc.display(),
+        cache.display()
+    );
+    let script = |cmd: String| {
+        tokio::process::Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .env("HOME", home.path())
+            .env("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("script runs")
+    };
+    let env = script(format!("{kubectl_cmd} exec -it web -- env"));
+    let out = tokio::time::timeout(WAIT, env.wait_with_output())
+        .await
+        .expect("exec -it env ends")
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("TERM=xterm"),
+        "no tty was negotiated: {text:?}"
+    );
+    let mut sized = script(format!(
+        "stty cols 100 rows 30; {kubectl_cmd} exec -it web -- sleep infinity"
+    ));
+    let mut out = sized.stdout.take().unwrap();
+    read_until(&mut out, "the terminal size", |s| {
+        s.contains("resize 100x30")
+    })
+    .await;
+    sized.kill().await.unwrap();
+
+    // port-forward, two ports at once, two connections each.
+    let mut pf = kubectl_child(
+        &h,
+        home.path(),
+        &["port-forward", "pod/web", ":8080", ":9090"],
+    );
+    let mut pf_out = tokio::io::BufReader::new(pf.stdout.take().unwrap()).lines();
+    let mut local = std::collections::BTreeMap::new();
+    while local.len() < 2 {
+        let line = tokio::time::timeout(WAIT, pf_out.next_line())
+            .await
+            .expect("kubectl listens")
+            .unwrap()
+            .expect("kubectl output");
+        // "Forwarding from 127.0.0.1:PORT -> 8080"
+        if let Some(rest) = line.strip_prefix("Forwarding from 127.0.0.1:") {
+            let (port, remote) = rest.split_once(" -> ").unwrap();
+            local.insert(remote.to_owned(), port.parse::<u16>().unwrap());
+        }
+    }
+    for (remote, port) in &local {
+        for round in 0..2 {
+            let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", *port))
+                .await
+                .unwrap();
+            conn.write_all(format!("round {round}\n").as_bytes())
+                .await
+                .unwrap();
+            let want = format!("{host_pod} port {remote}\nround {round}\n");
+            let mut got = vec![0u8; want.len()];
+            tokio::time::timeout(WAIT, conn.read_exact(&mut got))
+                .await
+                .expect("echo in time")
+                .unwrap();
+            assert_eq!(String::from_utf8_lossy(&got), want);
+        }
+    }
+    pf.kill().await.unwrap();
+    h.stop_engine().await;
+}

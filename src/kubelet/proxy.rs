@@ -127,9 +127,13 @@ async fn dispatch(ctx: &Arc<Ctx>, route: Route, req: Request<Incoming>) -> Respo
     let path = super::route::host_path(&route, &host_ns, &host_pod, req.uri().query())
         .expect("pod routes have a host path");
     let session = Session::start(ctx, endpoint, pod, container);
+    let renames = [
+        (host_pod.as_str(), pod.name.as_str()),
+        (host_ns.as_str(), pod.namespace.as_str()),
+    ];
     match endpoint {
-        Endpoint::Logs => logs(ctx, path, session).await,
-        _ => upgrade(ctx, path, req, session).await,
+        Endpoint::Logs => logs(ctx, path, session, &renames).await,
+        _ => upgrade(ctx, path, req, session, &renames).await,
     }
 }
 
@@ -289,23 +293,28 @@ fn host_error(e: &kube::Error) -> Response<Body> {
     )
 }
 
-/// Relays a non-success host answer (a `Status` body) with its status code.
-async fn relay_failure(resp: Response<kube::client::Body>, session: &Session) -> Response<Body> {
+/// Relays a non-success host answer with its status code, as plain text in the tenant's names
+/// ([`super::route::refusal_text`]).
+async fn relay_failure(
+    resp: Response<kube::client::Body>,
+    session: &Session,
+    renames: &[(&str, &str)],
+) -> Response<Body> {
     session.set_outcome("refused by the host");
     let status = resp.status();
-    let ctype = resp.headers().get(header::CONTENT_TYPE).cloned();
-    let body = match resp.into_body().collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => Bytes::from(format!("the host API's answer was cut off: {e}")),
+    let text = match resp.into_body().collect().await {
+        Ok(b) => super::route::refusal_text(&b.to_bytes(), renames),
+        Err(e) => format!("the host API's answer was cut off: {e}"),
     };
-    let mut out = Response::builder().status(status);
-    if let Some(c) = ctype {
-        out = out.header(header::CONTENT_TYPE, c);
-    }
-    out.body(full(body)).expect("a valid response")
+    self::text(status, text)
 }
 
-async fn logs(ctx: &Ctx, path: String, session: Session) -> Response<Body> {
+async fn logs(
+    ctx: &Ctx,
+    path: String,
+    session: Session,
+    renames: &[(&str, &str)],
+) -> Response<Body> {
     let req = Request::builder()
         .method(Method::GET)
         .uri(path)
@@ -319,7 +328,7 @@ async fn logs(ctx: &Ctx, path: String, session: Session) -> Response<Body> {
         }
     };
     if !resp.status().is_success() {
-        return relay_failure(resp, &session).await;
+        return relay_failure(resp, &session, renames).await;
     }
     let (parts, body) = resp.into_parts();
     let counter = session.bytes_down.clone();
@@ -356,6 +365,7 @@ async fn upgrade(
     path: String,
     mut req: Request<Incoming>,
     session: Session,
+    renames: &[(&str, &str)],
 ) -> Response<Body> {
     if !req.headers().contains_key(header::UPGRADE) {
         session.set_outcome("refused");
@@ -380,7 +390,7 @@ async fn upgrade(
         }
     };
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
-        return relay_failure(resp, &session).await;
+        return relay_failure(resp, &session, renames).await;
     }
     let host_upgrade = hyper::upgrade::on(&mut resp);
     let mut out = Response::builder()

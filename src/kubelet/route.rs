@@ -273,6 +273,48 @@ pub fn host_path(
     Some(path)
 }
 
+/// A host API refusal, worded as a kubelet words it to the virtual API server: the `Status`
+/// message alone (a kubelet answers plain text, which kube-apiserver puts into its own error),
+/// with the host's names for the pod and namespace put back into the tenant's (`renames`:
+/// host name -> virtual name), so the tenant reads `pod "web"` and never the host copy's name.
+pub fn refusal_text(body: &[u8], renames: &[(&str, &str)]) -> String {
+    let raw = String::from_utf8_lossy(body);
+    let text = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .filter(|v| v.get("kind").and_then(|k| k.as_str()) == Some("Status"))
+        .and_then(|v| v.get("message")?.as_str().map(str::to_owned))
+        .unwrap_or_else(|| raw.trim_end().to_owned());
+    let mut out = text;
+    // Longest first: a host pod name contains the tenant prefix, maybe the namespace too.
+    let mut renames = renames.to_vec();
+    renames.sort_by_key(|(from, _)| std::cmp::Reverse(from.len()));
+    for (from, to) in renames {
+        out = replace_name(&out, from, to);
+    }
+    out
+}
+
+/// `text` with every occurrence of the name `from` that stands alone (not inside a longer
+/// name: the characters around it are not letters, digits or `-`) replaced by `to`.
+fn replace_name(text: &str, from: &str, to: &str) -> String {
+    if from.is_empty() {
+        return text.to_owned();
+    }
+    let is_name = |c: char| c.is_ascii_alphanumeric() || c == '-';
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(from) {
+        let before = rest[..at].chars().next_back();
+        let after = rest[at + from.len()..].chars().next();
+        let alone = !before.is_some_and(is_name) && !after.is_some_and(is_name);
+        out.push_str(&rest[..at]);
+        out.push_str(if alone { to } else { from });
+        rest = &rest[at + from.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -403,5 +445,21 @@ mod tests {
                 proptest::prop_assert!(p.starts_with("/api/v1/namespaces/h/pods/hp/"));
             }
         }
+    }
+
+    #[rstest]
+    #[case::status_message(
+        br#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"previous terminated container \"app\" in pod \"acme-x-shop-web\" not found","reason":"BadRequest","code":400}"#,
+        "previous terminated container \"app\" in pod \"web\" not found"
+    )]
+    #[case::plain_text(b"pod acme-x-shop-web in host-ns is gone\n", "pod web in shop is gone")]
+    #[case::inside_a_longer_name(
+        b"acme-x-shop-web-2 and host-ns-b stay",
+        "acme-x-shop-web-2 and host-ns-b stay"
+    )]
+    #[case::json_but_no_status(br#"{"message":"acme-x-shop-web"}"#, r#"{"message":"web"}"#)]
+    fn refusals_speak_the_tenants_names(#[case] body: &[u8], #[case] want: &str) {
+        let renames = [("acme-x-shop-web", "web"), ("host-ns", "shop")];
+        assert_eq!(refusal_text(body, &renames), want);
     }
 }
