@@ -343,6 +343,10 @@ struct NodeSync {
     host_nodes: HashMap<String, HostRead>,
     forbidden_until: Option<Instant>,
     retry_at: HashMap<String, Instant>,
+    /// What the last write of each node returned, until the watch cache shows it: a pass
+    /// started by the next pod change must not write from an older cached copy (a 409 and a
+    /// retry per node in a burst).
+    written: HashMap<String, Node>,
     /// Writes refused for good (403, 422, foreign nodes).
     refused: u64,
 }
@@ -402,6 +406,7 @@ impl NodeSync {
         let in_use = nodes_in_use(&self.host_pods.state());
         self.host_nodes.retain(|n, _| in_use.contains_key(n));
         self.retry_at.retain(|n, _| in_use.contains_key(n));
+        self.written.retain(|n, _| in_use.contains_key(n));
         for name in in_use.keys() {
             if self.retry_at.get(name).is_some_and(|t| Instant::now() < *t) {
                 continue;
@@ -466,16 +471,22 @@ impl NodeSync {
         let endpoint = self.shared.cfg.kubelet;
         let api: Api<Node> = Api::all(self.shared.virt.clone());
         let labels = desired_labels(&tenant, name, host.as_ref());
-        let mut current = self
-            .virtual_nodes
-            .get(&ObjectRef::new(name))
-            .map(|n| n.as_ref().clone());
+        let cached = self.virtual_nodes.get(&ObjectRef::new(name));
+        let mut current = newest(cached.as_deref(), self.written.get(name)).cloned();
+        if cached.is_some()
+            && current.as_ref().map(|c| &c.metadata.resource_version)
+                == cached.as_ref().map(|c| &c.metadata.resource_version)
+        {
+            // The cache caught up with the last write.
+            self.written.remove(name);
+        }
         if current.is_none() {
             let status = desired_status(host.as_ref(), endpoint.as_ref(), None, Timestamp::now());
             let node = new_virtual_node(name, labels.clone(), status);
             match api.create(&write_params(), &node).await {
                 Ok(created) => {
                     tracing::info!(node = name, "created virtual node");
+                    self.written.insert(name.to_string(), created.clone());
                     current = Some(created);
                 }
                 Err(kube::Error::Api(s)) if s.code == 409 => {
@@ -503,6 +514,7 @@ impl NodeSync {
                 .patch(name, &pp, &Patch::Merge(&patch))
                 .await
                 .map_err(api_err("labelling", name))?;
+            self.written.insert(name.to_string(), current.clone());
         }
         let status = desired_status(
             host.as_ref(),
@@ -514,9 +526,16 @@ impl NodeSync {
             current.status = Some(merged_status(current.status.as_ref(), &status));
             // Absent (not empty) managedFields leave the server's record as it is.
             current.metadata.managed_fields = None;
-            api.replace_status(name, &write_params(), &current)
-                .await
-                .map_err(api_err("updating the status of", name))?;
+            match api.replace_status(name, &write_params(), &current).await {
+                Ok(written) => {
+                    self.written.insert(name.to_string(), written);
+                }
+                Err(e) => {
+                    // Someone else wrote since: the cache's copy is the one to start from.
+                    self.written.remove(name);
+                    return Err(api_err("updating the status of", name)(e));
+                }
+            }
             tracing::debug!(node = name, "updated virtual node status");
         }
         Ok(())
@@ -541,6 +560,17 @@ impl NodeSync {
             Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
             Err(e) => Err(api_err("deleting", &name)(e)),
         }
+    }
+}
+
+/// The copy of a virtual node to write from: the cached one, unless this replica's last write
+/// returned a copy the cache does not show yet. resourceVersions are opaque, so "not yet" is
+/// "different": a foreign write after ours costs one 409, after which the cache's copy is used.
+fn newest<'a>(cached: Option<&'a Node>, written: Option<&'a Node>) -> Option<&'a Node> {
+    match (cached, written) {
+        (Some(c), Some(w)) if c.metadata.resource_version == w.metadata.resource_version => Some(c),
+        (_, Some(w)) => Some(w),
+        (c, None) => c,
     }
 }
 
@@ -572,6 +602,7 @@ pub async fn run(shared: Arc<Shared>, stop: Stop) {
         host_nodes: HashMap::new(),
         forbidden_until: None,
         retry_at: HashMap::new(),
+        written: HashMap::new(),
         refused: 0,
     };
     loop {
@@ -901,5 +932,20 @@ mod tests {
         assert!(!is_managed(&n, "other"));
         assert!(n.metadata.uid.is_none());
         assert!(!is_managed(&host_node(), "acme"));
+    }
+
+    #[test]
+    fn a_write_the_cache_does_not_show_yet_is_the_copy_to_write_from() {
+        let at = |rv: &str| {
+            let mut n = new_virtual_node("n", BTreeMap::new(), NodeStatus::default());
+            n.metadata.resource_version = Some(rv.into());
+            n
+        };
+        let (old, ours) = (at("10"), at("11"));
+        assert_eq!(newest(Some(&old), Some(&ours)), Some(&ours));
+        assert_eq!(newest(Some(&ours), Some(&ours)), Some(&ours));
+        assert_eq!(newest(Some(&old), None), Some(&old));
+        assert_eq!(newest(None, Some(&ours)), Some(&ours));
+        assert_eq!(newest(None, None), None);
     }
 }

@@ -63,7 +63,15 @@ pub struct PodSync {
     /// pod uid, refresh time). Without it, the reconcile that the new host pod's own watch event
     /// triggers would mint the tokens again and fail to create the Secret with 409.
     written: Mutex<HashMap<String, (String, i64)>>,
+    /// Host pods this process created that the host cache may not show yet (host name -> the
+    /// created pod and when): a reconcile before the cache catches up (after a host API outage
+    /// its watch may lag by the watcher's backoff) must not create the pod again (a 409 and a
+    /// GET), nor take the missing pod for one that vanished.
+    created: Mutex<HashMap<String, (Arc<Pod>, std::time::Instant)>>,
 }
+
+/// How long a created host pod stands in for the cache: longer than the watchers' backoff.
+const CREATED_TTL: Duration = Duration::from_secs(30);
 
 fn now_secs() -> i64 {
     SystemTime::now()
@@ -73,6 +81,39 @@ fn now_secs() -> i64 {
 }
 
 impl PodSync {
+    /// The host pod `name` as far as this process knows: the cache's copy, else one it created
+    /// within [`CREATED_TTL`] that the cache does not show yet.
+    fn host_pod(&self, name: &str, namespace: &str) -> Option<Arc<Pod>> {
+        let mut created = self.created.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(h) = self.host_pods.get(&ObjectRef::new(name).within(namespace)) {
+            created.remove(name);
+            return Some(h);
+        }
+        match created.get(name) {
+            Some((p, at)) if at.elapsed() < CREATED_TTL => Some(p.clone()),
+            Some(_) => {
+                created.remove(name);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn forget_created(&self, name: &str) {
+        self.created
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+    }
+
+    fn remember_created(&self, name: &str, pod: Pod) {
+        let mut created = self.created.lock().unwrap_or_else(|e| e.into_inner());
+        if created.len() >= WRITTEN_CAP {
+            created.retain(|_, (_, at)| at.elapsed() < CREATED_TTL);
+        }
+        created.insert(name.to_string(), (Arc::new(pod), std::time::Instant::now()));
+    }
+
     /// The pod environment: the tenant API service's ClusterIP (required) and the tenant DNS
     /// service's ClusterIP (optional: without a DNS service pods keep the host's DNS).
     async fn env(&self) -> Result<PodEnv, SyncError> {
@@ -182,6 +223,7 @@ pub async fn run(shared: Arc<Shared>, stop: super::Stop) {
         token_secrets: token_secrets.clone(),
         env: RwLock::new(None),
         written: Mutex::default(),
+        created: Mutex::default(),
     });
 
     // Every change of a virtual pod, its host pod or its token Secret queues the virtual pod.
@@ -365,9 +407,15 @@ async fn reconcile_inner(vp: &Pod, sync: &PodSync) -> Result<Option<Duration>, S
         .ctx
         .host_name(&ns, &vname, crate::translate::NameRule::Dns1123Subdomain);
     let host_api: Api<Pod> = shared.host_api();
-    let host = sync
-        .host_pods
-        .get(&ObjectRef::new(&host_name).within(&shared.cfg.host_namespace));
+    // A pod being deleted is judged from the cache alone (as before a create could race it:
+    // the orphan sweep collects a host pod the cache had not shown yet).
+    let host = if vp.metadata.deletion_timestamp.is_some() {
+        sync.forget_created(&host_name);
+        sync.host_pods
+            .get(&ObjectRef::new(&host_name).within(&shared.cfg.host_namespace))
+    } else {
+        sync.host_pod(&host_name, &shared.cfg.host_namespace)
+    };
     let src = shared.ctx.source(KIND, &vp.metadata);
     let ownership = host.as_ref().map(|h| markers::ownership(&h.metadata, &src));
 
@@ -443,6 +491,7 @@ async fn reconcile_inner(vp: &Pod, sync: &PodSync) -> Result<Option<Duration>, S
                 return Ok(None);
             }
             let created = create_host(&host_api, KIND, &desired).await?;
+            sync.remember_created(&host_name, created.clone());
             shared.metrics.change_applied(Direction::Down, KIND, &key);
             tracing::info!(key, host = host_name, "created host pod");
             ensure_tokens(sync, vp, &created).await?;
@@ -457,6 +506,7 @@ async fn reconcile_inner(vp: &Pod, sync: &PodSync) -> Result<Option<Duration>, S
         }
         (Some(h), Some(Ownership::Stale)) => {
             // Left over from an earlier virtual pod of the same name.
+            sync.forget_created(&host_name);
             delete_host(
                 &host_api,
                 KIND,

@@ -1405,6 +1405,10 @@ pub async fn outages(o: &Opts) -> anyhow::Result<Run> {
         run.note(format!("vcsync exited during the virtual restart: {last}"));
     }
     let writes = env.writes().unwrap_or_default();
+    let (host, virt) = env.engine_write_breakdown();
+    run.note(format!(
+        "virtual restart writes: host {host:?}, virtual {virt:?}"
+    ));
     let t0 = Instant::now();
     let (pods, _) = workload(&nss, "virtback", 0, 1);
     create_all(&env.virt, pods, 1).await?;
