@@ -635,4 +635,28 @@ fn an_image_of_the_test_binary_holds_what_it_runs_and_nothing_else() {
         String::from_utf8_lossy(&out.stdout).trim(),
         format!("vcsync {VERSION}")
     );
+
+    // As a container runtime starts it: the unpacked image as the root directory (in new
+    // user, mount and PID namespaces, so no privilege is needed), the kernel executing the
+    // entrypoint through the image's own ELF interpreter path, with the image's environment.
+    let out = Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "--pid", "--fork"])
+        .arg(format!("--root={}", unpacked.display()))
+        .arg("--wd=/")
+        .arg(ENTRYPOINT)
+        .args(["policy", "check", "--help"])
+        .env_clear()
+        .env("PATH", PATH)
+        .output()
+        .expect("unshare (util-linux) runs");
+    assert!(
+        out.status.success(),
+        "vcsync did not run inside the unpacked image: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Usage:"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
