@@ -58,6 +58,9 @@ enum Scenario {
     /// The last `--pods` count (default 1000) through a 40 s host API outage (longer than the
     /// lease) and a 10 s virtual API restart: recovery times and writes.
     Outages,
+    /// `kubectl logs -f` first byte and `kubectl exec` round trip through vcsync's kubelet
+    /// endpoint, against the same on the host pod.
+    Access,
 }
 
 impl Scenario {
@@ -222,6 +225,7 @@ async fn main() -> anyhow::Result<()> {
             Scenario::Churn => scenarios::churn(&opts).await,
             Scenario::Faults => scenarios::faults(&opts).await,
             Scenario::Outages => scenarios::outages(&opts).await,
+            Scenario::Access => scenarios::access(&opts).await,
         }
         .with_context(|| format!("{name} run {i}"))?;
         for f in &run.figures {

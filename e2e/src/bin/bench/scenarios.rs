@@ -1450,3 +1450,139 @@ pub async fn outages(o: &Opts) -> anyhow::Result<Run> {
     vcsync_problems(&mut run, &env);
     Ok(run)
 }
+
+// ---------------------------------------------------------------- access
+
+/// Samples per figure of the access scenario.
+const ACCESS_SAMPLES: usize = 20;
+
+/// `kubectl` against `kubeconfig`, timed: wall time and whether it succeeded.
+fn timed_kubectl(
+    kubeconfig: &std::path::Path,
+    home: &std::path::Path,
+    args: &[&str],
+) -> (Duration, bool) {
+    let t0 = Instant::now();
+    let ok = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .arg("--cache-dir")
+        .arg(home.join("cache"))
+        .args(args)
+        .env("HOME", home)
+        .env("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    (t0.elapsed(), ok)
+}
+
+/// Time from a `pods/log?follow=true` request to its first byte.
+async fn first_log_byte(api: &Api<Pod>, name: &str) -> anyhow::Result<Duration> {
+    use futures::AsyncBufReadExt as _;
+    let t0 = Instant::now();
+    let lp = kube::api::LogParams {
+        follow: true,
+        ..Default::default()
+    };
+    let mut lines = api.log_stream(name, &lp).await?.lines();
+    let first = futures::StreamExt::next(&mut lines).await;
+    anyhow::ensure!(matches!(first, Some(Ok(_))), "no log line from {name}");
+    Ok(t0.elapsed())
+}
+
+/// What vcsync's kubelet endpoint adds to tenant workload access: the first byte of a followed
+/// log and a `kubectl exec … echo` round trip, through the virtual API (virtual API server ->
+/// vcsync -> host API -> kubelet) against the same request on the host pod straight through
+/// the host API. Runs the engine in-process (the harness of the e2e tests, which wires the
+/// kubelet endpoint and both servers' PKI as k3s lays it out), so its CPU is not itemised.
+pub async fn access(o: &Opts) -> anyhow::Result<Run> {
+    let _ = o;
+    let mut h = vcsync_e2e::harness::Harness::new("bench-access").await;
+    let (Some(hs), Some(vs)) = (h.host_server.as_ref(), h.virtual_server.as_ref()) else {
+        anyhow::bail!("the access scenario needs the test API servers (it wires their PKI)");
+    };
+    let home = tempfile::tempdir()?;
+    let (host_kc, virt_kc) = (
+        home.path().join("host.kubeconfig"),
+        home.path().join("virtual.kubeconfig"),
+    );
+    hs.write_kubeconfig(&host_kc)?;
+    vs.write_kubeconfig(&virt_kc)?;
+    h.start_engine();
+    let vpods: Api<Pod> = h.virt_api("default");
+    vpods
+        .create(
+            &Default::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "web"},
+                "spec": {"containers": [{"name": "app", "image": "busybox"}]}
+            }))?,
+        )
+        .await?;
+    until(o.timeout, "the virtual pod running", || async {
+        vpods
+            .get("web")
+            .await
+            .ok()
+            .and_then(|p| p.status?.phase)
+            .as_deref()
+            == Some("Running")
+    })
+    .await?;
+    let host_pod = h.host_name("default", "web");
+    let hpods: Api<Pod> = h.host_api();
+
+    let mut run = Run::default();
+    let (mut via, mut direct) = (Vec::new(), Vec::new());
+    for _ in 0..ACCESS_SAMPLES {
+        via.push(first_log_byte(&vpods, "web").await?);
+        direct.push(first_log_byte(&hpods, &host_pod).await?);
+    }
+    run.add(
+        "first byte of a followed log (median)",
+        "ms",
+        percentile_ms(&via, 50.0),
+    )
+    .direct(percentile_ms(&direct, 50.0));
+    run.add(
+        "first byte of a followed log (p90)",
+        "ms",
+        percentile_ms(&via, 90.0),
+    )
+    .direct(percentile_ms(&direct, 90.0));
+
+    let host_ns = h.host_namespace.clone();
+    let (mut via, mut direct) = (Vec::new(), Vec::new());
+    for _ in 0..ACCESS_SAMPLES {
+        let (d, ok) = timed_kubectl(&virt_kc, home.path(), &["exec", "web", "--", "echo", "hi"]);
+        anyhow::ensure!(ok, "kubectl exec through vcsync failed");
+        via.push(d);
+        let (d, ok) = timed_kubectl(
+            &host_kc,
+            home.path(),
+            &["-n", &host_ns, "exec", &host_pod, "--", "echo", "hi"],
+        );
+        anyhow::ensure!(ok, "kubectl exec on the host failed");
+        direct.push(d);
+    }
+    run.add(
+        "kubectl exec echo round trip (median)",
+        "ms",
+        percentile_ms(&via, 50.0),
+    )
+    .direct(percentile_ms(&direct, 50.0));
+    run.add(
+        "kubectl exec echo round trip (p90)",
+        "ms",
+        percentile_ms(&via, 90.0),
+    )
+    .direct(percentile_ms(&direct, 90.0));
+    run.note(format!(
+        "{ACCESS_SAMPLES} samples each, alternating; kubectl's own start-up is in both exec figures"
+    ));
+    h.stop_engine().await;
+    Ok(run)
+}
