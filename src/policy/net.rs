@@ -226,9 +226,15 @@ pub const IPV4_EMBEDDING: &[(Cidr, &str)] = &[
         Cidr::v6([0, 0, 0, 0, 0, 0xffff, 0, 0], 96),
         "IPv4-mapped IPv6",
     ),
-    (Cidr::v6([0, 0, 0, 0, 0, 0, 0, 0], 96), "IPv4-compatible IPv6"),
+    (
+        Cidr::v6([0, 0, 0, 0, 0, 0, 0, 0], 96),
+        "IPv4-compatible IPv6",
+    ),
     (Cidr::v6([0x64, 0xff9b, 0, 0, 0, 0, 0, 0], 96), "NAT64"),
-    (Cidr::v6([0x64, 0xff9b, 1, 0, 0, 0, 0, 0], 48), "local NAT64"),
+    (
+        Cidr::v6([0x64, 0xff9b, 1, 0, 0, 0, 0, 0], 48),
+        "local NAT64",
+    ),
 ];
 
 /// Why `ip` may never be a target, if it may not: a built-in range (loopback, link-local, ...)

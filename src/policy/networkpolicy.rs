@@ -166,11 +166,7 @@ fn check_peers(
     };
     for (j, peer) in list.iter_mut().enumerate() {
         let at = format!("{field}[{j}]");
-        check_selector(
-            peer.pod_selector.as_ref(),
-            &format!("{at}.podSelector"),
-            v,
-        );
+        check_selector(peer.pod_selector.as_ref(), &format!("{at}.podSelector"), v);
         if let Some(block) = &peer.ip_block {
             match check_ip_block(policy, block, denied) {
                 Ok(b) => peer.ip_block = Some(b),
@@ -215,8 +211,10 @@ mod tests {
     use serde_json::{Value, json};
 
     fn np(spec: Value) -> NetworkPolicy {
-        serde_json::from_value(json!({"metadata": {"name": "p", "namespace": "shop"}, "spec": spec}))
-            .expect("a network policy")
+        serde_json::from_value(
+            json!({"metadata": {"name": "p", "namespace": "shop"}, "spec": spec}),
+        )
+        .expect("a network policy")
     }
 
     fn policy(yaml: &str) -> Policy {
@@ -302,7 +300,10 @@ mod tests {
     #[case::node("198.51.100.7/32", "a host node")]
     #[case::service_cidr("10.96.4.0/24", "the host's Service CIDR")]
     #[case::mapped_v6("::ffff:a9fe:a9fe/128", "IPv4-mapped IPv6")]
-    #[case::outside_allowed("192.0.2.0/24", "is not inside networkPolicies.allowedCidrs (10.0.0.0/8, 172.16.0.0/12, ::/0)")]
+    #[case::outside_allowed(
+        "192.0.2.0/24",
+        "is not inside networkPolicies.allowedCidrs (10.0.0.0/8, 172.16.0.0/12, ::/0)"
+    )]
     #[case::wider_than_allowed("0.0.0.0/0", "is not inside networkPolicies.allowedCidrs")]
     #[case::host_bits("10.0.0.1/8", "host bits are set")]
     #[case::not_a_cidr("ten/8", "is not an IP address")]
@@ -378,7 +379,13 @@ mod tests {
             assert!(peers[0].pod_selector.is_none() && peers[0].ip_block.is_none());
             let block = peers[1].ip_block.as_ref().unwrap();
             assert_eq!(block.cidr, "0.0.0.0/0");
-            assert!(block.except.as_ref().unwrap().contains(&"169.254.0.0/16".to_owned()));
+            assert!(
+                block
+                    .except
+                    .as_ref()
+                    .unwrap()
+                    .contains(&"169.254.0.0/16".to_owned())
+            );
         }
     }
 }

@@ -55,6 +55,12 @@ pub trait SyncKind:
     /// The desired host object.
     fn translate(ctx: &Context, v: &Self) -> Result<Self, Vec<TranslateError>>;
 
+    /// The desired host object with what the engine knows beyond the object itself (network
+    /// policies read the virtual namespaces); [`SyncKind::translate`] for every other kind.
+    fn translate_in(shared: &Shared, v: &Self) -> Result<Self, Vec<TranslateError>> {
+        Self::translate(&shared.ctx, v)
+    }
+
     /// Copy the fields vcsync owns from `desired` into a copy of `actual`; `None` when the host
     /// object already has them (no write).
     fn merge(actual: &Self, desired: &Self) -> Option<Self>;
@@ -655,7 +661,7 @@ async fn reconcile_inner<K: SyncKind>(v: &K, s: &KindSync<K>) -> Result<Action, 
     let allowed = K::check(&shared.policy, v)
         .map_err(|violations| shared.policy_error(K::KIND, &key, &violations))?;
     let v = &allowed;
-    let desired = K::translate(&shared.ctx, v).map_err(|errs| SyncError::Untranslatable {
+    let desired = K::translate_in(shared, v).map_err(|errs| SyncError::Untranslatable {
         kind: K::KIND,
         key: key.clone(),
         reasons: reasons(&errs),
@@ -732,7 +738,7 @@ fn clone_wait(err: &SyncError) -> SyncError {
 
 /// Run the controller of kind `K`: virtual objects from `vstream`/`virt`, host copies watched,
 /// optional extra triggers, and the host-side orphan collector.
-async fn run_kind<K, S>(
+pub(super) async fn run_kind<K, S>(
     shared: Arc<Shared>,
     stop: Stop,
     virt: Store<K>,

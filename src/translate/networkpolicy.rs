@@ -96,7 +96,9 @@ pub fn host_network_policy(
         list.map(|list| {
             list.iter()
                 .enumerate()
-                .map(|(j, p)| host_peer(ctx, ns, p, namespaces, &format!("{field}[{j}]"), &mut errs))
+                .map(|(j, p)| {
+                    host_peer(ctx, ns, p, namespaces, &format!("{field}[{j}]"), &mut errs)
+                })
                 .collect::<Vec<_>>()
         })
     };
@@ -299,10 +301,9 @@ mod tests {
         ]
         .into_iter()
         .map(|(name, labels)| {
-            let ns: Namespace = serde_json::from_value(
-                json!({"metadata": {"name": name, "labels": labels}}),
-            )
-            .unwrap();
+            let ns: Namespace =
+                serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}}))
+                    .unwrap();
             namespace_labels(&ns)
         })
         .collect()
@@ -406,15 +407,22 @@ mod tests {
         let key = prop::sample::select(vec!["app", "tier", "role", "x/y"]);
         let val = prop::sample::select(vec!["a", "b", "c"]);
         let op = prop::sample::select(vec!["In", "NotIn", "Exists", "DoesNotExist"]);
-        let labels = prop::collection::btree_map(key.clone().prop_map(String::from), val.clone().prop_map(String::from), 0..3);
+        let labels = prop::collection::btree_map(
+            key.clone().prop_map(String::from),
+            val.clone().prop_map(String::from),
+            0..3,
+        );
         let exprs = prop::collection::vec(
-            (key, op, prop::collection::vec(val.prop_map(String::from), 1..3)).prop_map(
-                |(k, op, vals)| LabelSelectorRequirement {
+            (
+                key,
+                op,
+                prop::collection::vec(val.prop_map(String::from), 1..3),
+            )
+                .prop_map(|(k, op, vals)| LabelSelectorRequirement {
                     key: k.into(),
                     operator: op.into(),
                     values: matches!(op, "In" | "NotIn").then_some(vals),
-                },
-            ),
+                }),
             0..2,
         );
         prop::option::of((labels, exprs).prop_map(|(l, e)| LabelSelector {
@@ -426,7 +434,9 @@ mod tests {
     fn arb_peer() -> impl Strategy<Value = NetworkPolicyPeer> {
         prop_oneof![
             (arb_selector(), arb_selector()).prop_map(|(p, n)| NetworkPolicyPeer {
-                pod_selector: p.clone().or_else(|| n.is_none().then(LabelSelector::default)),
+                pod_selector: p
+                    .clone()
+                    .or_else(|| n.is_none().then(LabelSelector::default)),
                 namespace_selector: n,
                 ip_block: None,
             }),
