@@ -194,6 +194,14 @@ async fn tenant_policies_reach_the_host_narrowed_to_the_tenant() {
         assert!(except.contains(&range), "{range} carved out: {except:?}");
     }
 
+    // The tenant is told what was narrowed.
+    let note = violation(&h, "shop", "web").await;
+    assert!(
+        note.contains("narrowed by the isolation policy")
+            && note.contains("spec.egress[0].to[0].ipBlock: 0.0.0.0/0 excludes the refused ranges"),
+        "{note}"
+    );
+
     // A namespace gaining the label: the policy is translated again.
     let (ok, out) = kubectl(&h, home.path(), &["label", "namespace", "dev", "env=prod"]);
     assert!(ok, "{out}");

@@ -24,7 +24,11 @@ use super::{Policy, Violation};
 use crate::markers;
 
 /// Every static rule name of this module.
-pub const RULES: &[&str] = &["networkpolicy.ip_block", "networkpolicy.selector"];
+pub const RULES: &[&str] = &[
+    "networkpolicy.ip_block",
+    "networkpolicy.selector",
+    "networkpolicy.narrowed",
+];
 
 /// The ranges carved out of (or refusing) every ipBlock, with why.
 fn denied(policy: &Policy) -> Vec<(Cidr, String)> {
@@ -204,6 +208,56 @@ pub fn check_network_policy(
     if v.is_empty() { Ok(out) } else { Err(v) }
 }
 
+/// What [`check_network_policy`] narrowed in `virt` to get `allowed`: one line per term (rules
+/// without peers, ipBlocks that lost refused ranges), for the tenant's Warning Event.
+pub fn narrowings(virt: &NetworkPolicy, allowed: &NetworkPolicy) -> Vec<String> {
+    let (Some(v), Some(a)) = (&virt.spec, &allowed.spec) else {
+        return Vec::new();
+    };
+    let ingress = v.ingress.iter().flatten().map(|r| r.from.as_ref());
+    let egress = v.egress.iter().flatten().map(|r| r.to.as_ref());
+    let allowed_ingress = a.ingress.iter().flatten().map(|r| r.from.as_ref());
+    let allowed_egress = a.egress.iter().flatten().map(|r| r.to.as_ref());
+    let mut out = Vec::new();
+    let mut compare = |field: String,
+                       before: Option<&Vec<NetworkPolicyPeer>>,
+                       after: Option<&Vec<NetworkPolicyPeer>>| {
+        let before = before.map(Vec::as_slice).unwrap_or_default();
+        if before.is_empty() {
+            out.push(format!(
+                "{field}: a rule without peers allows only the tenant's pods and networkPolicies.allowedCidrs"
+            ));
+            return;
+        }
+        for (j, (b, a)) in before.iter().zip(after.into_iter().flatten()).enumerate() {
+            if let (Some(b), Some(a)) = (&b.ip_block, &a.ip_block) {
+                let had = b.except.as_ref().map_or(0, Vec::len);
+                let added: Vec<&str> = a
+                    .except
+                    .iter()
+                    .flatten()
+                    .skip(had)
+                    .map(String::as_str)
+                    .collect();
+                if !added.is_empty() {
+                    out.push(format!(
+                        "{field}[{j}].ipBlock: {} excludes the refused ranges {}",
+                        b.cidr,
+                        added.join(", ")
+                    ));
+                }
+            }
+        }
+    };
+    for (i, (b, a)) in ingress.zip(allowed_ingress).enumerate() {
+        compare(format!("spec.ingress[{i}].from"), b, a);
+    }
+    for (i, (b, a)) in egress.zip(allowed_egress).enumerate() {
+        compare(format!("spec.egress[{i}].to"), b, a);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,6 +412,31 @@ mod tests {
         assert_eq!(v.len(), 1, "{v:?}");
         assert_eq!(v[0].rule, "networkpolicy.selector");
         assert_eq!(v[0].field, field);
+    }
+
+    #[test]
+    fn narrowings_name_every_narrowed_term() {
+        let p = policy("networkPolicies:\n  allowedCidrs: [0.0.0.0/0]\n");
+        let virt = np(json!({"podSelector": {}, "ingress": [{}],
+            "egress": [{"to": [{"namespaceSelector": {}}, {"ipBlock": {"cidr": "0.0.0.0/0", "except": ["192.0.2.0/24"]}}]}]}));
+        let allowed = check_network_policy(&p, &virt).unwrap();
+        let notes = narrowings(&virt, &allowed);
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert_eq!(
+            notes[0],
+            "spec.ingress[0].from: a rule without peers allows only the tenant's pods and networkPolicies.allowedCidrs"
+        );
+        assert!(
+            notes[1].starts_with("spec.egress[0].to[1].ipBlock: 0.0.0.0/0 excludes the refused ranges 0.0.0.0/8, 127.0.0.0/8, 169.254.0.0/16"),
+            "{}",
+            notes[1]
+        );
+        assert!(
+            !notes[1].contains("192.0.2.0/24"),
+            "the tenant's own except is not news"
+        );
+        let plain = np(json!({"podSelector": {}, "ingress": [{"from": [{"podSelector": {}}]}]}));
+        assert!(narrowings(&plain, &check_network_policy(&p, &plain).unwrap()).is_empty());
     }
 
     #[test]

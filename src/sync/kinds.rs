@@ -97,6 +97,16 @@ pub trait SyncKind:
         Ok(v.clone())
     }
 
+    /// The `rule` label [`SyncKind::narrowed`] terms are counted under in
+    /// `vcsync_policy_violations_total`.
+    const NARROWED_RULE: &'static str = "narrowed";
+
+    /// What the policy narrowed in `v` to allow it as `allowed` (one line per term), told to
+    /// the tenant in a Warning Event whenever the host copy is written.
+    fn narrowed(_v: &Self, _allowed: &Self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Copy host state up to the virtual object (status).
     fn sync_up(
         _shared: &Shared,
@@ -660,6 +670,7 @@ async fn reconcile_inner<K: SyncKind>(v: &K, s: &KindSync<K>) -> Result<Action, 
 
     let allowed = K::check(&shared.policy, v)
         .map_err(|violations| shared.policy_error(K::KIND, &key, &violations))?;
+    let narrowed = K::narrowed(v, &allowed);
     let v = &allowed;
     let desired = K::translate_in(shared, v).map_err(|errs| SyncError::Untranslatable {
         kind: K::KIND,
@@ -673,6 +684,7 @@ async fn reconcile_inner<K: SyncKind>(v: &K, s: &KindSync<K>) -> Result<Action, 
                 .metrics
                 .change_applied(Direction::Down, K::KIND, &key);
             tracing::info!(key, host = host_name, "created host copy");
+            tell_narrowed::<K>(shared, v, &key, narrowed);
         }
         (Some(_), Some(Ownership::Foreign)) => {
             return Err(SyncError::Foreign {
@@ -693,11 +705,31 @@ async fn reconcile_inner<K: SyncKind>(v: &K, s: &KindSync<K>) -> Result<Action, 
                     .metrics
                     .change_applied(Direction::Down, K::KIND, &key);
                 tracing::info!(key, host = host_name, "updated host copy");
+                tell_narrowed::<K>(shared, v, &key, narrowed);
             }
             K::sync_up(shared, v, &h).await?;
         }
     }
     Ok(Action::await_change())
+}
+
+/// A Warning Event (reason `PolicyViolation`), a log line and a metric for what the policy
+/// narrowed, after a write (so neither a restart nor an unchanged object repeats it).
+fn tell_narrowed<K: SyncKind>(shared: &Arc<Shared>, v: &K, key: &str, narrowed: Vec<String>) {
+    if narrowed.is_empty() {
+        return;
+    }
+    let msg = format!(
+        "{} narrowed by the isolation policy: {}",
+        K::KIND,
+        narrowed.join("; ")
+    );
+    tracing::info!(controller = K::KIND, key, note = %msg, "narrowed");
+    shared.metrics.policy_violation(K::KIND, K::NARROWED_RULE);
+    let (shared, obj_ref) = (shared.clone(), v.object_ref(&()));
+    tokio::spawn(async move {
+        shared.warn(&obj_ref, "PolicyViolation", msg).await;
+    });
 }
 
 fn error_policy<K: SyncKind>(v: Arc<K>, err: &SyncError, s: Arc<KindSync<K>>) -> Action {

@@ -36,12 +36,17 @@ fn namespaces(shared: &Shared) -> NamespaceLabels {
 impl SyncKind for NetworkPolicy {
     const KIND: &'static str = "NetworkPolicy";
     const RULE: NameRule = NameRule::Dns1123Subdomain;
+    const NARROWED_RULE: &'static str = "networkpolicy.narrowed";
 
     fn check(
         policy: &crate::policy::Policy,
         v: &Self,
     ) -> Result<Self, Vec<crate::policy::Violation>> {
         crate::policy::check_network_policy(policy, v)
+    }
+
+    fn narrowed(v: &Self, allowed: &Self) -> Vec<String> {
+        crate::policy::networkpolicy::narrowings(v, allowed)
     }
 
     /// Without the namespaces: every `namespaceSelector` that names labels matches nothing
