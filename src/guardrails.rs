@@ -21,7 +21,8 @@
 //! - `network-policy`: at least one default-deny NetworkPolicy for tenant pods: its podSelector
 //!   is empty (every pod) or exactly `vcsync.io/managed-by: <tenant>`, its policyTypes name both
 //!   `Ingress` and `Egress`, and it has no ingress or egress rules. Other policies may allow
-//!   traffic on top of it; judging what they allow is out of scope.
+//!   traffic on top of it; judging what they allow is out of scope. Policies vcsync synced from
+//!   the tenant (labelled `vcsync.io/managed-by`) never count.
 //!
 //! Namespaces are cluster-scoped, so the namespaced Role cannot grant reading the Namespace:
 //! that is the optional ClusterRole of `manifests/components/host-nodes`. Without it the read
@@ -270,11 +271,21 @@ fn exists(found: &Fetched<bool>, kind: &str) -> Status {
 }
 
 /// Whether `policy` denies all ingress and egress of every pod, or of exactly the tenant's
-/// pods (`vcsync.io/managed-by: <tenant>`).
+/// pods (`vcsync.io/managed-by: <tenant>`). A NetworkPolicy vcsync synced from a tenant (it
+/// carries the `vcsync.io/managed-by` label) is never the platform's guardrail, whatever it
+/// says: the tenant could delete it.
 pub fn is_default_deny(policy: &NetworkPolicy, tenant: &str) -> bool {
     let Some(spec) = &policy.spec else {
         return false;
     };
+    if policy
+        .metadata
+        .labels
+        .as_ref()
+        .is_some_and(|l| l.contains_key(crate::markers::MANAGED_BY))
+    {
+        return false;
+    }
     let selector = spec.pod_selector.clone().unwrap_or_default();
     let labels = selector.match_labels.unwrap_or_default();
     let selects = selector.match_expressions.unwrap_or_default().is_empty()
@@ -683,6 +694,30 @@ mod tests {
     #[case::lower_case_types(json!({"podSelector": {}, "policyTypes": ["ingress", "egress"]}), false)]
     fn default_deny(#[case] spec: serde_json::Value, #[case] deny: bool) {
         assert_eq!(is_default_deny(&netpol(spec), TENANT), deny);
+    }
+
+    #[test]
+    fn a_tenant_policy_synced_by_vcsync_is_never_the_guardrail() {
+        // A tenant's own default-deny, as vcsync would copy it (even one whose selector looked
+        // like the platform's): the tenant can delete it, so it guards nothing.
+        let mut synced = deny_tenant();
+        synced.metadata.labels = Some(BTreeMap::from([(
+            crate::markers::MANAGED_BY.to_owned(),
+            TENANT.to_owned(),
+        )]));
+        assert!(is_default_deny(&deny_tenant(), TENANT));
+        assert!(!is_default_deny(&synced, TENANT));
+        let observed = Observed {
+            network_policies: Ok(vec![synced]),
+            ..complete()
+        };
+        assert!(matches!(
+            status(
+                &check(&observed, Level::Baseline, TENANT),
+                Item::NetworkPolicy
+            ),
+            Status::Missing(_)
+        ));
     }
 
     #[test]

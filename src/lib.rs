@@ -2,9 +2,10 @@
 //!
 //! A tenant gets their own Kubernetes API server (the *virtual* API); vcsync
 //! makes the workloads created there run in one namespace of a real *host*
-//! cluster. It mirrors pods, services, endpoints and ingresses, plus the
-//! config maps, secrets and service account tokens they reference, down into
-//! the host namespace, and syncs status, events and node information back up.
+//! cluster. It mirrors pods, services, endpoints, ingresses and network
+//! policies, plus the config maps, secrets and service account tokens they
+//! reference, down into the host namespace, and syncs status, events and
+//! node information back up.
 //! The host namespace is the security boundary: vcsync never writes outside
 //! it and rewrites everything it mirrors so the tenant cannot escape it.
 //!

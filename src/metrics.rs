@@ -1025,6 +1025,7 @@ pub fn controller_label(kind: &str) -> &'static str {
         "Endpoints" => "endpoints",
         "EndpointSlice" => "endpointslice",
         "Ingress" => "ingress",
+        "NetworkPolicy" => "networkpolicy",
         "Event" => "event",
         "Node" => "node",
         _ => "other",

@@ -16,7 +16,9 @@
 //!   the tenant API Service lookup (`sync::pods`), leader election and the
 //!   kubeconfig Secret ([`crate::kubeconfig::ensure_kubeconfig_secret`]).
 //! - `list` of ResourceQuotas, LimitRanges and NetworkPolicies: the guardrail
-//!   check ([`crate::guardrails`]); never written.
+//!   check ([`crate::guardrails`]); quotas and limit ranges are never written.
+//!   NetworkPolicies are also mirrored (tenant policies, `sync::networkpolicies`):
+//!   vcsync only ever updates or deletes those carrying its ownership markers.
 //! - `pods/log`, `pods/exec`, `pods/attach`, `pods/portforward`: the kubelet
 //!   endpoint of the virtual nodes ([`crate::kubelet`]), for the host copies of
 //!   the tenant's pods. Never `nodes/proxy`: it would reach every pod on a node.
@@ -114,8 +116,8 @@ pub const HOST_PERMISSIONS: &[Permission] = &[
     Permission {
         group: "networking.k8s.io",
         resource: "networkpolicies",
-        verbs: &["list"],
-        used_by: "guardrails (is there a default-deny NetworkPolicy?)",
+        verbs: MIRRORED,
+        used_by: "sync::networkpolicies (tenant NetworkPolicies), guardrails (list: is there a default-deny NetworkPolicy?)",
     },
     Permission {
         group: "coordination.k8s.io",

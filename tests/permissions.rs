@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Pod, Secret, Service};
-use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde::de::DeserializeOwned;
@@ -117,12 +117,19 @@ async fn every_host_request_of_the_engine_is_granted() {
                 "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}}),
     )
     .await;
+    create::<NetworkPolicy>(
+        &h.virt_api(ns),
+        json!({"metadata": {"name": "web"}, "spec": {"podSelector": {"matchLabels": {"app": "web"}},
+            "ingress": [{"from": [{"podSelector": {}}]}]}}),
+    )
+    .await;
 
     // Mirrored down, and running (status flows up).
     wait_for(WAIT, "the workload on the host", || async {
         let ready = host_count::<Pod>(&h).await == 1
             && host_count::<Service>(&h).await == 2
             && host_count::<Ingress>(&h).await == 1
+            && host_count::<NetworkPolicy>(&h).await == 1
             // The pod's projected token volume also references kube-root-ca.crt.
             && host_count::<ConfigMap>(&h).await >= 1;
         let vp: Api<Pod> = h.virt_api(ns);
@@ -147,6 +154,10 @@ async fn every_host_request_of_the_engine_is_granted() {
     .unwrap();
     let dp = DeleteParams::default();
     h.virt_api::<Ingress>(ns).delete("web", &dp).await.unwrap();
+    h.virt_api::<NetworkPolicy>(ns)
+        .delete("web", &dp)
+        .await
+        .unwrap();
     h.virt_api::<Service>(ns).delete("web", &dp).await.unwrap();
     h.virt_api::<Service>(ns).delete("ext", &dp).await.unwrap();
     h.virt_api::<Pod>(ns)
@@ -157,6 +168,7 @@ async fn every_host_request_of_the_engine_is_granted() {
         let left = host_count::<Pod>(&h).await
             + host_count::<Service>(&h).await
             + host_count::<Ingress>(&h).await
+            + host_count::<NetworkPolicy>(&h).await
             + host_count::<ConfigMap>(&h).await;
         (left == 0).then_some(())
     })

@@ -53,6 +53,9 @@ fn a_valid_policy_prints_the_effective_policy() {
         "allowedExternalIPCidrs: []",
         "nginx.ingress.kubernetes.io/*-snippet",
         "action: refuse",
+        "networkPolicies:",
+        "sync: true",
+        "allowedCidrs: []",
     ] {
         assert!(stdout.contains(expected), "{expected} missing:\n{stdout}");
     }

@@ -32,6 +32,18 @@ fn sandbox_syncs_the_sample_workload() {
             .any(|l| l.starts_with("ConfigMap") && l.contains("web-config-shop-demo-10-4")),
         "{stdout}"
     );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("NetworkPolicy") && l.contains("web-shop-demo-3-4")),
+        "{stdout}"
+    );
+    // The host copy selects only the tenant's pods.
+    assert!(
+        stdout.contains("host copy of NetworkPolicy shop/web")
+            && stdout.contains("\"vcsync.io/managed-by\":\"demo\""),
+        "{stdout}"
+    );
     for kc in ["host.kubeconfig", "virtual.kubeconfig"] {
         assert!(dir.path().join(kc).exists(), "{kc} written");
     }

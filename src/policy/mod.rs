@@ -13,6 +13,7 @@
 //! - [`services`]: [`check_service`], [`check_endpoints`], [`check_endpoint_slice`];
 //! - [`ingress`]: the Ingress checks, [`check_ingress`];
 //! - [`storage`]: the PersistentVolumeClaim checks, [`check_pvc`];
+//! - [`networkpolicy`]: the NetworkPolicy checks, [`check_network_policy`];
 //! - [`net`]: CIDRs, hostname patterns and the addresses no tenant may ever target.
 //!
 //! Facts only known at run time (the host API server's and nodes' addresses, hostnames other
@@ -28,6 +29,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub mod ingress;
 mod load;
 pub mod net;
+pub mod networkpolicy;
 pub mod pods;
 pub mod pss;
 pub mod services;
@@ -36,6 +38,7 @@ pub mod storage;
 pub use ingress::check_ingress;
 pub use load::PolicyError;
 pub use net::{Cidr, HostPattern, KeyGlob};
+pub use networkpolicy::check_network_policy;
 pub use pods::check_pod;
 pub use services::{check_endpoint_slice, check_endpoints, check_service};
 pub use storage::check_pvc;
@@ -57,6 +60,8 @@ pub struct Policy {
     pub ingress: IngressPolicy,
     /// `storage`: StorageClasses of PersistentVolumeClaims and generic ephemeral volumes.
     pub storage: StoragePolicy,
+    /// `networkPolicies`: whether tenant NetworkPolicies are synced, and the ipBlocks they may name.
+    pub network_policies: NetworkPoliciesPolicy,
     /// Run-time facts about the host (not part of the file).
     #[serde(skip)]
     pub host_facts: HostFacts,
@@ -71,6 +76,8 @@ pub struct HostFacts {
     /// Addresses of the host's nodes (`status.addresses`): never a valid target either, or a
     /// tenant Service reaches the kubelet and every host-network pod.
     pub nodes: Vec<IpAddr>,
+    /// The host's Service CIDRs (ServiceCIDR API, `--host-service-cidr`, observed ClusterIPs): never a valid target.
+    pub service_cidrs: Vec<Cidr>,
     /// Hostnames (lower case) claimed by Ingresses of other host namespaces, when vcsync may
     /// read Ingresses cluster-wide; an Ingress of this tenant claiming one of them is refused.
     pub claimed_ingress_hosts: BTreeSet<String>,
@@ -347,6 +354,26 @@ impl Default for AnnotationPolicy {
 pub struct StoragePolicy {
     /// `class`: StorageClass forced or allowlisted; `default` names the host's default class.
     pub class: ClassPolicy,
+}
+
+/// `networkPolicies`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct NetworkPoliciesPolicy {
+    /// `sync`: tenant NetworkPolicies are synced into the host namespace (default `true`).
+    pub sync: bool,
+    /// `allowedCidrs`: every `ipBlock` of a tenant NetworkPolicy must lie inside one (default
+    /// none: the platform's policies decide what tenant pods reach outside the tenant).
+    pub allowed_cidrs: Vec<Cidr>,
+}
+
+impl Default for NetworkPoliciesPolicy {
+    fn default() -> Self {
+        Self {
+            sync: true,
+            allowed_cidrs: Vec::new(),
+        }
+    }
 }
 
 /// Why loading a policy file failed.
@@ -680,6 +707,7 @@ pub fn rules() -> impl Iterator<Item = &'static str> {
         .chain(services::RULES.iter().copied())
         .chain(ingress::RULES.iter().copied())
         .chain(storage::RULES.iter().copied())
+        .chain(networkpolicy::RULES.iter().copied())
 }
 
 /// The message of the Warning Event (reason `PolicyViolation`) on a refused object: every failed

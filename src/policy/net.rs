@@ -39,6 +39,19 @@ impl Cidr {
         }
     }
 
+    /// Whether every address of `other` lies inside this network (same address family).
+    pub fn covers(&self, other: &Cidr) -> bool {
+        self.addr.is_ipv4() == other.addr.is_ipv4()
+            && self.prefix <= other.prefix
+            // Not `contains`: that reads IPv4-mapped addresses as IPv4, a network compares bits.
+            && network(other.addr, self.prefix) == self.addr
+    }
+
+    /// Whether this is an IPv4 network.
+    pub fn is_ipv4(&self) -> bool {
+        self.addr.is_ipv4()
+    }
+
     const fn v4(a: u8, b: u8, c: u8, d: u8, prefix: u8) -> Self {
         Self {
             addr: IpAddr::V4(Ipv4Addr::new(a, b, c, d)),
@@ -197,6 +210,31 @@ const ALWAYS_DENIED: &[(Cidr, &str)] = &[
         "a cloud metadata endpoint",
     ),
     (Cidr::v6([0xff00, 0, 0, 0, 0, 0, 0, 0], 8), "multicast"),
+];
+
+/// The built-in ranges no tenant object may ever target, with why ([`denied_reason`] checks
+/// addresses against them; network rules carve them out of or refuse whole blocks).
+pub fn always_denied() -> &'static [(Cidr, &'static str)] {
+    ALWAYS_DENIED
+}
+
+/// IPv6 ranges that carry an IPv4 address (IPv4-mapped, IPv4-compatible, NAT64): an IPv6
+/// block inside one reaches IPv4 addresses, so network rules carve them out of IPv6 blocks
+/// and refuse blocks inside them (the tenant can write the IPv4 block instead).
+pub const IPV4_EMBEDDING: &[(Cidr, &str)] = &[
+    (
+        Cidr::v6([0, 0, 0, 0, 0, 0xffff, 0, 0], 96),
+        "IPv4-mapped IPv6",
+    ),
+    (
+        Cidr::v6([0, 0, 0, 0, 0, 0, 0, 0], 96),
+        "IPv4-compatible IPv6",
+    ),
+    (Cidr::v6([0x64, 0xff9b, 0, 0, 0, 0, 0, 0], 96), "NAT64"),
+    (
+        Cidr::v6([0x64, 0xff9b, 1, 0, 0, 0, 0, 0], 48),
+        "local NAT64",
+    ),
 ];
 
 /// Why `ip` may never be a target, if it may not: a built-in range (loopback, link-local, ...)

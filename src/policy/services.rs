@@ -35,7 +35,7 @@ pub const RULES: &[&str] = &[
 ];
 
 /// The ranges refused on top of the built-in ones, with why.
-fn denied(policy: &Policy) -> Vec<(Cidr, &'static str)> {
+pub(super) fn denied(policy: &Policy) -> Vec<(Cidr, &'static str)> {
     let mut out: Vec<(Cidr, &'static str)> = policy
         .services
         .denied_cidrs

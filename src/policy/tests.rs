@@ -271,6 +271,7 @@ fn every_rule_name_is_static_and_distinct() {
         .chain(services::RULES.iter().copied())
         .chain(ingress::RULES.iter().copied())
         .chain(storage::RULES.iter().copied())
+        .chain(networkpolicy::RULES.iter().copied())
         .collect();
     let n = all.len();
     all.sort();

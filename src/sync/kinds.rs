@@ -55,6 +55,12 @@ pub trait SyncKind:
     /// The desired host object.
     fn translate(ctx: &Context, v: &Self) -> Result<Self, Vec<TranslateError>>;
 
+    /// The desired host object with what the engine knows beyond the object itself (network
+    /// policies read the virtual namespaces); [`SyncKind::translate`] for every other kind.
+    fn translate_in(shared: &Shared, v: &Self) -> Result<Self, Vec<TranslateError>> {
+        Self::translate(&shared.ctx, v)
+    }
+
     /// Copy the fields vcsync owns from `desired` into a copy of `actual`; `None` when the host
     /// object already has them (no write).
     fn merge(actual: &Self, desired: &Self) -> Option<Self>;
@@ -89,6 +95,16 @@ pub trait SyncKind:
         v: &Self,
     ) -> Result<Self, Vec<crate::policy::Violation>> {
         Ok(v.clone())
+    }
+
+    /// The `rule` label [`SyncKind::narrowed`] terms are counted under in
+    /// `vcsync_policy_violations_total`.
+    const NARROWED_RULE: &'static str = "narrowed";
+
+    /// What the policy narrowed in `v` to allow it as `allowed` (one line per term), told to
+    /// the tenant in a Warning Event whenever the host copy is written.
+    fn narrowed(_v: &Self, _allowed: &Self) -> Vec<String> {
+        Vec::new()
     }
 
     /// Copy host state up to the virtual object (status).
@@ -665,8 +681,9 @@ async fn reconcile_inner<K: SyncKind>(v: &K, s: &KindSync<K>) -> Result<Action, 
 
     let allowed = K::check(&shared.policy(), v)
         .map_err(|violations| shared.policy_error(K::KIND, &key, &violations))?;
+    let narrowed = K::narrowed(v, &allowed);
     let v = &allowed;
-    let desired = K::translate(&shared.ctx, v).map_err(|errs| SyncError::Untranslatable {
+    let desired = K::translate_in(shared, v).map_err(|errs| SyncError::Untranslatable {
         kind: K::KIND,
         key: key.clone(),
         reasons: reasons(&errs),
@@ -678,6 +695,7 @@ async fn reconcile_inner<K: SyncKind>(v: &K, s: &KindSync<K>) -> Result<Action, 
                 .metrics
                 .change_applied(Direction::Down, K::KIND, &key);
             tracing::info!(key, host = host_name, "created host copy");
+            tell_narrowed::<K>(shared, v, &key, narrowed);
         }
         (Some(_), Some(Ownership::Foreign)) => {
             return Err(SyncError::Foreign {
@@ -698,11 +716,31 @@ async fn reconcile_inner<K: SyncKind>(v: &K, s: &KindSync<K>) -> Result<Action, 
                     .metrics
                     .change_applied(Direction::Down, K::KIND, &key);
                 tracing::info!(key, host = host_name, "updated host copy");
+                tell_narrowed::<K>(shared, v, &key, narrowed);
             }
             K::sync_up(shared, v, &h).await?;
         }
     }
     Ok(Action::await_change())
+}
+
+/// A Warning Event (reason `PolicyViolation`), a log line and a metric for what the policy
+/// narrowed, after a write (so neither a restart nor an unchanged object repeats it).
+fn tell_narrowed<K: SyncKind>(shared: &Arc<Shared>, v: &K, key: &str, narrowed: Vec<String>) {
+    if narrowed.is_empty() {
+        return;
+    }
+    let msg = format!(
+        "{} narrowed by the isolation policy: {}",
+        K::KIND,
+        narrowed.join("; ")
+    );
+    tracing::info!(controller = K::KIND, key, note = %msg, "narrowed");
+    shared.metrics.policy_violation(K::KIND, K::NARROWED_RULE);
+    let (shared, obj_ref) = (shared.clone(), v.object_ref(&()));
+    tokio::spawn(async move {
+        shared.warn(&obj_ref, "PolicyViolation", msg).await;
+    });
 }
 
 fn error_policy<K: SyncKind>(v: Arc<K>, err: &SyncError, s: Arc<KindSync<K>>) -> Action {
@@ -743,7 +781,7 @@ fn clone_wait(err: &SyncError) -> SyncError {
 
 /// Run the controller of kind `K`: virtual objects from `vstream`/`virt`, host copies watched,
 /// optional extra triggers, and the host-side orphan collector.
-async fn run_kind<K, S>(
+pub(super) async fn run_kind<K, S>(
     shared: Arc<Shared>,
     stop: Stop,
     virt: Store<K>,

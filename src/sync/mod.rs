@@ -36,6 +36,7 @@ use crate::translate::{Context, TranslateError};
 pub mod events;
 pub mod gc;
 pub mod kinds;
+pub mod networkpolicies;
 pub mod nodes;
 pub mod pods;
 pub mod queue;
@@ -255,6 +256,9 @@ pub struct Shared {
     /// Virtual services (filled by the service controller's watch; read by the endpoints and
     /// slice sync, which only sync those of selector-less services).
     pub virtual_services: Store<k8s_openapi::api::core::v1::Service>,
+    /// Virtual namespaces (filled by the NetworkPolicy sync's watch: their labels decide what
+    /// a `namespaceSelector` matches).
+    pub virtual_namespaces: Store<k8s_openapi::api::core::v1::Namespace>,
     /// The config maps and secrets virtual pods and ingresses reference, kept up to date from
     /// their watches (read by the configmap and secret sync), and the pods the policy refused.
     pub references: refs::RefIndex,
@@ -299,6 +303,7 @@ struct Pending {
     virtual_pods: Option<reflector::store::Writer<k8s_openapi::api::core::v1::Pod>>,
     virtual_ingresses: Option<reflector::store::Writer<k8s_openapi::api::networking::v1::Ingress>>,
     virtual_services: Option<reflector::store::Writer<k8s_openapi::api::core::v1::Service>>,
+    virtual_namespaces: Option<reflector::store::Writer<k8s_openapi::api::core::v1::Namespace>>,
     host_pods: Option<reflector::store::Writer<k8s_openapi::api::core::v1::Pod>>,
     /// Subscribed up front so no change is missed before the consumers start.
     host_pod_changes: Vec<tokio::sync::broadcast::Receiver<Arc<k8s_openapi::api::core::v1::Pod>>>,
@@ -319,6 +324,7 @@ impl Shared {
         let (virtual_pods, pods_writer) = reflector::store();
         let (virtual_ingresses, ingresses_writer) = reflector::store();
         let (virtual_services, services_writer) = reflector::store();
+        let (virtual_namespaces, namespaces_writer) = reflector::store();
         let (host_pods, host_pods_writer) = reflector::store();
         let (host_pod_changes, _) = tokio::sync::broadcast::channel(4096);
         let subscribers = (0..2).map(|_| host_pod_changes.subscribe()).collect();
@@ -333,6 +339,7 @@ impl Shared {
             virtual_pods,
             virtual_ingresses,
             virtual_services,
+            virtual_namespaces,
             references: refs::RefIndex::default(),
             host_pods,
             host_pod_changes,
@@ -350,6 +357,7 @@ impl Shared {
                 virtual_pods: Some(pods_writer),
                 virtual_ingresses: Some(ingresses_writer),
                 virtual_services: Some(services_writer),
+                virtual_namespaces: Some(namespaces_writer),
                 host_pods: Some(host_pods_writer),
                 host_pod_changes: subscribers,
             }),
@@ -722,6 +730,7 @@ pub async fn run(shared: Arc<Shared>, shutdown: impl std::future::Future<Output 
         futures::join!(
             pods::run(shared.clone(), stop.clone()),
             kinds::run(shared.clone(), stop.clone()),
+            networkpolicies::run(shared.clone(), stop.clone()),
             events::run(shared.clone(), stop.clone()),
             nodes::run(shared.clone(), stop.clone()),
         );
@@ -802,6 +811,16 @@ impl Shared {
             .virtual_services
             .take()
             .expect("the service controller starts once")
+    }
+
+    /// The writer of [`Shared::virtual_namespaces`] (taken once, by the NetworkPolicy sync).
+    pub fn take_virtual_namespaces_writer(
+        &self,
+    ) -> reflector::store::Writer<k8s_openapi::api::core::v1::Namespace> {
+        self.pending()
+            .virtual_namespaces
+            .take()
+            .expect("the network policy controller starts once")
     }
 
     /// The writer of [`Shared::host_pods`] (taken once, by the pod controller).

@@ -12,6 +12,7 @@ pub mod configmap;
 pub mod endpoints;
 pub mod ingress;
 pub mod name;
+pub mod networkpolicy;
 pub mod pod;
 pub mod references;
 pub mod secret;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service, ServiceAccount};
-use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use kube::api::{Api, ListParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -184,12 +184,13 @@ async fn main() -> anyhow::Result<()> {
     loop {
         tokio::select! {
             _ = ticker.tick() => {
-                let done = args.once && settled(&vc).await;
+                let done = args.once && settled(&vc).await && host_network_policy(&hc, ns, &args.tenant).await.is_some();
                 let table = table(&vc, &hc, ns, &args.tenant).await.unwrap_or_else(|e| format!("(listing failed: {e})\n"));
                 if table != last && (!args.once || done) {
                     println!("{table}");
                     if last.is_empty() || done {
                         show_workload_access(&virtual_kc).await;
+                        show_network_policy(&hc, ns, &args.tenant).await;
                     }
                     last = table;
                 }
@@ -235,8 +236,8 @@ async fn show_workload_access(virtual_kc: &std::path::Path) {
     println!();
 }
 
-/// A Deployment-less pod, a configmap it reads, a service, an ingress, and the tenant DNS
-/// service ClusterFirst pods are pointed at.
+/// A Deployment-less pod, a configmap it reads, a service, an ingress, a NetworkPolicy, and
+/// the tenant DNS service ClusterFirst pods are pointed at.
 async fn sample_workload(vc: &Client) -> anyhow::Result<()> {
     create(&Api::<Service>::namespaced(vc.clone(), "kube-system"), json!({"metadata": {"name": "kube-dns"}, "spec": {"selector": {"k8s-app": "kube-dns"}, "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}]}})).await?;
     create(
@@ -266,7 +267,41 @@ async fn sample_workload(vc: &Client) -> anyhow::Result<()> {
             "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}}),
     )
     .await?;
+    // Ingress to the web pod from the tenant's pods of every virtual namespace, on port 80.
+    create(
+        &Api::<NetworkPolicy>::namespaced(vc.clone(), "shop"),
+        json!({"metadata": {"name": "web"}, "spec": {"podSelector": {"matchLabels": {"app": "web"}},
+            "policyTypes": ["Ingress"], "ingress": [{"from": [{"namespaceSelector": {}}], "ports": [{"protocol": "TCP", "port": 80}]}]}}),
+    )
+    .await?;
     Ok(())
+}
+
+/// The host copy of the sample NetworkPolicy, if it is there yet.
+async fn host_network_policy(hc: &Client, ns: &str, tenant: &str) -> Option<NetworkPolicy> {
+    let name = vcsync::translate::host_name(
+        tenant,
+        "shop",
+        "web",
+        vcsync::translate::NameRule::Dns1123Subdomain,
+    );
+    Api::<NetworkPolicy>::namespaced(hc.clone(), ns)
+        .get_opt(&name)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// The host copy of the sample NetworkPolicy: its selectors narrowed to the tenant.
+async fn show_network_policy(hc: &Client, ns: &str, tenant: &str) {
+    match host_network_policy(hc, ns, tenant).await {
+        Some(p) => println!(
+            "host copy of NetworkPolicy shop/web ({}), spec:\n  {}\n",
+            p.name_any(),
+            serde_json::to_string(&p.spec).unwrap_or_default()
+        ),
+        None => println!("NetworkPolicy shop/web: not on the host yet\n"),
+    }
 }
 
 /// Whether the sample pod is Running in the virtual API.
@@ -314,6 +349,7 @@ async fn table(vc: &Client, hc: &Client, ns: &str, tenant: &str) -> anyhow::Resu
     collect_host!(ConfigMap, |_: &ConfigMap| String::new());
     collect_host!(Secret, |_: &Secret| String::new());
     collect_host!(Ingress, |_: &Ingress| String::new());
+    collect_host!(NetworkPolicy, |_: &NetworkPolicy| String::new());
 
     let mut rows = vec![(
         "KIND".to_string(),
@@ -364,6 +400,14 @@ async fn table(vc: &Client, hc: &Client, ns: &str, tenant: &str) -> anyhow::Resu
             "Ingress",
             i.namespace().unwrap_or_default(),
             i.name_any(),
+            String::new(),
+        );
+    }
+    for p in Api::<NetworkPolicy>::all(vc.clone()).list(&lp).await?.items {
+        row(
+            "NetworkPolicy",
+            p.namespace().unwrap_or_default(),
+            p.name_any(),
             String::new(),
         );
     }

@@ -600,7 +600,11 @@ pub fn default_network_policy(np: &mut Value) {
         .is_none_or(|a| a.is_empty())
     {
         let mut types = vec![json!("Ingress")];
-        if np["spec"]["egress"].as_array().is_some() {
+        // kube-apiserver: `len(spec.Egress) != 0`, so `egress: []` adds no Egress.
+        if np["spec"]["egress"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+        {
             types.push(json!("Egress"));
         }
         np["spec"]["policyTypes"] = Value::Array(types);
@@ -837,6 +841,22 @@ mod tests {
             lr["spec"]["limits"][0]["defaultRequest"],
             json!({"cpu": "2"})
         );
+    }
+
+    #[test]
+    fn network_policy_types_follow_the_egress_rules() {
+        for (egress, want) in [
+            (None, json!(["Ingress"])),
+            (Some(json!([])), json!(["Ingress"])),
+            (Some(json!([{}])), json!(["Ingress", "Egress"])),
+        ] {
+            let mut np = json!({"spec": {"podSelector": {}}});
+            if let Some(e) = egress {
+                np["spec"]["egress"] = e;
+            }
+            default_network_policy(&mut np);
+            assert_eq!(np["spec"]["policyTypes"], want, "{np}");
+        }
     }
 
     #[test]
