@@ -90,7 +90,7 @@ pub struct Bound {
 /// # Errors
 /// [`MetricsApiError`] naming the file or address that failed.
 pub async fn bind(config: MetricsApiConfig) -> Result<Bound, MetricsApiError> {
-    let tls = tls::server_config(
+    let tls = tls::server_config_optional_client_cert(
         &config.serving,
         config.bind.ip(),
         config.client_ca.as_deref(),
@@ -274,7 +274,6 @@ fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%'
-            && i + 2 < b.len() + 1
             && let Some(h) = s.get(i + 1..i + 3)
             && let Ok(v) = u8::from_str_radix(h, 16)
         {
