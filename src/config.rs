@@ -263,7 +263,7 @@ pub struct MetricsApiFlags {
         env = "VCSYNC_METRICS_API_PORT",
         value_name = "PORT"
     )]
-    pub port: Option<u16>,
+    pub metrics_api_port: Option<u16>,
 
     /// Address the metrics API listens on (the manifests pass the pod IP from the downward
     /// API: the address the virtual API server's aggregator dials).
@@ -273,7 +273,7 @@ pub struct MetricsApiFlags {
         value_name = "IP",
         default_value = "127.0.0.1"
     )]
-    pub address: IpAddr,
+    pub metrics_api_address: IpAddr,
 
     /// CA bundle (PEM) of the front-proxy client certificate the virtual API server's
     /// aggregator calls with (k3s: <data-dir>/server/tls/request-header-ca.crt). Without it
@@ -283,7 +283,7 @@ pub struct MetricsApiFlags {
         env = "VCSYNC_METRICS_API_CLIENT_CA",
         value_name = "FILE"
     )]
-    pub client_ca: Option<PathBuf>,
+    pub metrics_api_client_ca: Option<PathBuf>,
 
     /// Common names of the front-proxy client certificates allowed (k3s: system:auth-proxy,
     /// kubeadm: front-proxy-client).
@@ -294,7 +294,7 @@ pub struct MetricsApiFlags {
         value_delimiter = ',',
         default_value = "system:auth-proxy,front-proxy-client"
     )]
-    pub client_names: Vec<String>,
+    pub metrics_api_client_names: Vec<String>,
 }
 
 impl MetricsApiFlags {
@@ -303,12 +303,12 @@ impl MetricsApiFlags {
         self,
         serving: crate::kubelet::ServingCert,
     ) -> Option<crate::metrics_api::MetricsApiConfig> {
-        let port = self.port?;
+        let port = self.metrics_api_port?;
         Some(crate::metrics_api::config(
-            self.address,
+            self.metrics_api_address,
             port,
-            self.client_ca,
-            self.client_names,
+            self.metrics_api_client_ca,
+            self.metrics_api_client_names,
             serving,
         ))
     }
