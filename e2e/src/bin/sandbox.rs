@@ -293,7 +293,7 @@ async fn show_pod_metrics(client: &vcsync_e2e::kubelet::api_server::client::Kube
         }
     };
     let list: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-    println!("{:<12} {:<10} {}", "NAME", "CPU(cores)", "MEMORY(bytes)");
+    println!("{:<12} {:<10} MEMORY(bytes)", "NAME", "CPU(cores)");
     for item in list["items"].as_array().into_iter().flatten() {
         let usage = |r: &str| {
             item["containers"]
