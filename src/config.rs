@@ -258,6 +258,71 @@ pub struct RunArgs {
     /// The kubelet API of the virtual nodes.
     #[command(flatten)]
     pub kubelet: KubeletFlags,
+
+    /// The virtual cluster's metrics.k8s.io API.
+    #[command(flatten)]
+    pub metrics_api: MetricsApiFlags,
+}
+
+/// The `metrics.k8s.io` API vcsync serves to the virtual API server (`kubectl top pods`), see
+/// [`crate::metrics_api`].
+#[derive(Debug, Clone, clap::Args)]
+pub struct MetricsApiFlags {
+    /// Port of the metrics API; without it the metrics API is not served.
+    #[arg(
+        long = "metrics-api-port",
+        env = "VCSYNC_METRICS_API_PORT",
+        value_name = "PORT"
+    )]
+    pub metrics_api_port: Option<u16>,
+
+    /// Address the metrics API listens on (the manifests pass the pod IP from the downward
+    /// API: the address the virtual API server's aggregator dials).
+    #[arg(
+        long = "metrics-api-address",
+        env = "VCSYNC_METRICS_API_ADDRESS",
+        value_name = "IP",
+        default_value = "127.0.0.1"
+    )]
+    pub metrics_api_address: IpAddr,
+
+    /// CA bundle (PEM) of the front-proxy client certificate the virtual API server's
+    /// aggregator calls with (k3s: <data-dir>/server/tls/request-header-ca.crt). Without it
+    /// every request is refused.
+    #[arg(
+        long = "metrics-api-client-ca",
+        env = "VCSYNC_METRICS_API_CLIENT_CA",
+        value_name = "FILE"
+    )]
+    pub metrics_api_client_ca: Option<PathBuf>,
+
+    /// Common names of the front-proxy client certificates allowed (k3s: system:auth-proxy,
+    /// kubeadm: front-proxy-client).
+    #[arg(
+        long = "metrics-api-client-names",
+        env = "VCSYNC_METRICS_API_CLIENT_NAMES",
+        value_name = "NAMES",
+        value_delimiter = ',',
+        default_value = "system:auth-proxy,front-proxy-client"
+    )]
+    pub metrics_api_client_names: Vec<String>,
+}
+
+impl MetricsApiFlags {
+    /// The typed listener settings; `None` when the metrics API is not served.
+    pub fn settings(
+        self,
+        serving: crate::kubelet::ServingCert,
+    ) -> Option<crate::metrics_api::MetricsApiConfig> {
+        let port = self.metrics_api_port?;
+        Some(crate::metrics_api::config(
+            self.metrics_api_address,
+            port,
+            self.metrics_api_client_ca,
+            self.metrics_api_client_names,
+            serving,
+        ))
+    }
 }
 
 /// The kubelet endpoint vcsync serves for its virtual nodes (`kubectl logs`, `exec`,
@@ -522,6 +587,8 @@ pub struct Config {
     pub guardrails_interval: Duration,
     /// The kubelet endpoint of the virtual nodes.
     pub kubelet: crate::kubelet::EndpointConfig,
+    /// The metrics API; `None`: not served.
+    pub metrics_api: Option<crate::metrics_api::MetricsApiConfig>,
 }
 
 /// Parse `namespace/name` into two DNS labels.
@@ -548,6 +615,8 @@ impl RunArgs {
         let leader_election = self
             .leader_election
             .settings(&self.tenant, &self.host_namespace);
+        let kubelet = self.kubelet.endpoint();
+        let metrics_api = self.metrics_api.settings(kubelet.serving.clone());
         Config {
             leader_election,
             tenant: self.tenant,
@@ -570,7 +639,8 @@ impl RunArgs {
             host_service_cidrs: self.host_service_cidrs,
             require_guardrails: self.require_guardrails,
             guardrails_interval: Duration::from_secs(self.guardrails_interval_seconds),
-            kubelet: self.kubelet.endpoint(),
+            kubelet,
+            metrics_api,
         }
     }
 }

@@ -34,6 +34,8 @@
 //!   checks every object passes before it is written to the host.
 //! - [`kubelet`]: the kubelet API of the virtual nodes (`kubectl logs`,
 //!   `exec`, `attach`, `port-forward`), relayed to the host pods' subresources.
+//! - [`metrics_api`]: `metrics.k8s.io` for the virtual cluster (`kubectl top pods`),
+//!   translated from the host namespace's pod metrics.
 //! - [`run`]: the `vcsync run` command.
 //! - [`translate`] and [`sync`]: the pure translation and the controllers.
 #![forbid(unsafe_code)]
@@ -49,6 +51,7 @@ pub mod leader;
 pub mod logging;
 pub mod markers;
 pub mod metrics;
+pub mod metrics_api;
 pub mod names;
 pub mod permissions;
 pub mod policy;

@@ -136,6 +136,11 @@ struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CodeLabels {
+    code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KubeletLabels {
     endpoint: &'static str,
     code: &'static str,
@@ -223,6 +228,7 @@ pub struct Metrics {
     cache_synced: Family<CacheLabels, Gauge>,
     workqueue_depth: Family<QueueLabels, Gauge>,
     kubelet_requests: Family<KubeletLabels, Counter>,
+    metrics_api_requests: Family<CodeLabels, Counter>,
     waiting_objects: Family<CauseLabels, Gauge>,
     /// Causes objects wait for past the grace period: cause -> (what, how many).
     waits: Mutex<BTreeMap<&'static str, (String, usize)>>,
@@ -378,6 +384,12 @@ impl Metrics {
             "Requests to the virtual nodes' kubelet API by endpoint and status code",
             kubelet_requests.clone(),
         );
+        let metrics_api_requests = Family::<CodeLabels, Counter>::default();
+        registry.register(
+            "vcsync_metrics_api_requests",
+            "Requests to the virtual cluster's metrics.k8s.io API by status code",
+            metrics_api_requests.clone(),
+        );
         let kubelet_streams = Family::<EndpointLabels, Gauge>::default();
         registry.register(
             "vcsync_kubelet_active_streams",
@@ -387,6 +399,7 @@ impl Metrics {
         Metrics {
             registry,
             kubelet_requests,
+            metrics_api_requests,
             kubelet_streams,
             waiting_objects,
             waits: Mutex::new(BTreeMap::new()),
@@ -441,6 +454,13 @@ impl Metrics {
     pub fn kubelet_request(&self, endpoint: &'static str, code: &'static str) {
         self.kubelet_requests
             .get_or_create(&KubeletLabels { endpoint, code })
+            .inc();
+    }
+
+    /// Counts one request to the metrics API (`code` is a static label value).
+    pub fn metrics_api_request(&self, code: &'static str) {
+        self.metrics_api_requests
+            .get_or_create(&CodeLabels { code })
             .inc();
     }
 

@@ -22,12 +22,16 @@
 //! - `pods/log`, `pods/exec`, `pods/attach`, `pods/portforward`: the kubelet
 //!   endpoint of the virtual nodes ([`crate::kubelet`]), for the host copies of
 //!   the tenant's pods. Never `nodes/proxy`: it would reach every pod on a node.
+//! - `list` of `pods.metrics.k8s.io`: the metrics API of the virtual cluster
+//!   ([`crate::metrics_api`]) reads the host namespace's PodMetrics. Never
+//!   `nodes.metrics.k8s.io`: host nodes' figures are host-only data.
 //!
 //! Host status subresources are never written (status only flows up to the
 //! virtual API), and host Events are only read (events vcsync records go to
 //! the virtual API), so neither appears here.
 //!
-//! The virtual API is used with the k3s admin kubeconfig and needs no list.
+//! The virtual API is used with the k3s admin kubeconfig and needs no list
+//! (the metrics API also creates SubjectAccessReviews there, which admin may).
 
 use std::collections::BTreeSet;
 
@@ -150,6 +154,12 @@ pub const HOST_PERMISSIONS: &[Permission] = &[
         resource: "pods/portforward",
         verbs: &["get", "create"],
         used_by: "kubelet (kubectl port-forward)",
+    },
+    Permission {
+        group: "metrics.k8s.io",
+        resource: "pods",
+        verbs: &["list"],
+        used_by: "metrics_api (kubectl top pods: the host namespace's PodMetrics, read only)",
     },
 ];
 

@@ -64,6 +64,9 @@ pub enum RunError {
     /// The kubelet endpoint of the virtual nodes could not start.
     #[error(transparent)]
     Kubelet(#[from] crate::kubelet::KubeletError),
+    /// The metrics API could not start.
+    #[error(transparent)]
+    MetricsApi(#[from] crate::metrics_api::MetricsApiError),
 }
 
 /// Runs until `shutdown` completes.
@@ -165,13 +168,32 @@ pub async fn run_until(config: Config, shutdown: impl Future<Output = ()>) -> Re
             return Err(e.into());
         }
     };
+    let metrics_api = match &config.metrics_api {
+        Some(m) => match crate::metrics_api::bind(m.clone()).await {
+            Ok(b) => Some(b),
+            Err(e) => {
+                let _ = server_stop.send(());
+                return Err(e.into());
+            }
+        },
+        None => None,
+    };
     let probes = tokio::spawn(health::probe_apis(
         health.clone(),
         host.clone(),
         virt.clone(),
     ));
     let guardrail_checks = tokio::spawn(guardrails.run(config.guardrails_interval));
-    let result = lead_and_sync(&config, &health, host, virt, policy, kubelet, shutdown).await;
+    let result = lead_and_sync(
+        &config,
+        &health,
+        host,
+        virt,
+        policy,
+        (kubelet, metrics_api),
+        shutdown,
+    )
+    .await;
     health.set_role(Role::Stopping);
     probes.abort();
     guardrail_checks.abort();
@@ -196,7 +218,7 @@ async fn lead_and_sync(
     host: Client,
     virt: Client,
     policy: crate::policy::Policy,
-    kubelet: crate::kubelet::Bound,
+    (kubelet, metrics_api): (crate::kubelet::Bound, Option<crate::metrics_api::Bound>),
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     tokio::pin!(shutdown);
@@ -208,6 +230,7 @@ async fn lead_and_sync(
         WriteGate::open()
     };
     let engine_host = gate.client(host.clone());
+    let raw_virt = virt.clone();
     let engine = Arc::new(
         crate::sync::Shared::new(engine_cfg, engine_host.clone(), gate.client(virt))
             .with_metrics(health.metrics().clone())
@@ -222,6 +245,17 @@ async fn lead_and_sync(
         health.metrics().clone(),
         futures::future::pending::<()>(),
     )));
+    // The metrics API reads the same caches; it writes nothing but access reviews, which
+    // persist nothing, so it needs no leadership either.
+    let _metrics_api = metrics_api.map(|m| {
+        AbortOnDrop(tokio::spawn(m.serve(
+            engine.clone(),
+            host.clone(),
+            raw_virt,
+            health.metrics().clone(),
+            futures::future::pending::<()>(),
+        )))
+    });
     // The tenant kubeconfig Secret is the leader's job, like every other host write.
     let kubeconfig = crate::kubeconfig::maintain_secret(
         engine_host,

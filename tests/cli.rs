@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_vcsync");
 
 /// Every `vcsync run` flag with its environment variable.
-const RUN_FLAGS: [(&str, &str); 34] = [
+const RUN_FLAGS: [(&str, &str); 38] = [
     ("--tenant", "VCSYNC_TENANT"),
     ("--host-namespace", "VCSYNC_HOST_NAMESPACE"),
     ("--virtual-kubeconfig", "VCSYNC_VIRTUAL_KUBECONFIG"),
@@ -52,6 +52,13 @@ const RUN_FLAGS: [(&str, &str); 34] = [
     ("--kubelet-serving-ca-key", "VCSYNC_KUBELET_SERVING_CA_KEY"),
     ("--kubelet-tls-cert", "VCSYNC_KUBELET_TLS_CERT"),
     ("--kubelet-tls-key", "VCSYNC_KUBELET_TLS_KEY"),
+    ("--metrics-api-port", "VCSYNC_METRICS_API_PORT"),
+    ("--metrics-api-address", "VCSYNC_METRICS_API_ADDRESS"),
+    ("--metrics-api-client-ca", "VCSYNC_METRICS_API_CLIENT_CA"),
+    (
+        "--metrics-api-client-names",
+        "VCSYNC_METRICS_API_CLIENT_NAMES",
+    ),
 ];
 
 /// A `vcsync` command with no configuration leaking in from the test's own

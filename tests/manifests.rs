@@ -637,6 +637,7 @@ fn the_statefulset_runs_k3s_and_vcsync_as_the_code_expects() {
             ("VCSYNC_KUBELET_CLIENT_CA", "client-ca.crt"),
             ("VCSYNC_KUBELET_SERVING_CA_CERT", "server-ca.crt"),
             ("VCSYNC_KUBELET_SERVING_CA_KEY", "server-ca.key"),
+            ("VCSYNC_METRICS_API_CLIENT_CA", "request-header-ca.crt"),
         ] {
             let path = env
                 .get(var)
@@ -658,6 +659,17 @@ fn the_statefulset_runs_k3s_and_vcsync_as_the_code_expects() {
             );
             assert_eq!(in_claim, format!("server/tls/{file}"), "{}: {var}", r.dir);
         }
+
+        // The metrics API listens on the pod IP (what an Endpoints address may be), from the
+        // downward API.
+        let address = vcsync
+            .env
+            .iter()
+            .flatten()
+            .find(|e| e.name == "VCSYNC_METRICS_API_ADDRESS")
+            .and_then(|e| e.value_from.as_ref()?.field_ref.as_ref())
+            .map(|f| f.field_path.clone());
+        assert_eq!(address.as_deref(), Some("status.podIP"), "{}", r.dir);
 
         // Probes on vcsync's health endpoints, on the port it listens on.
         let port: u16 = r

@@ -53,6 +53,8 @@ pub struct Harness {
     /// The kubelet endpoint's port, kept across engine restarts so the virtual nodes'
     /// `daemonEndpoints` stay as written (0 until the first start).
     kubelet_port: Arc<std::sync::Mutex<u16>>,
+    /// Where the engine's metrics API listens (set once it is bound).
+    metrics_api_addr: Arc<std::sync::Mutex<Option<std::net::SocketAddr>>>,
 }
 
 /// The policy of the sync tests: the secure defaults, opened just enough for the objects those
@@ -170,6 +172,7 @@ impl Harness {
             engine: None,
             kubelet_tls,
             kubelet_port: Arc::new(std::sync::Mutex::new(0)),
+            metrics_api_addr: Arc::default(),
         }
     }
 
@@ -190,6 +193,37 @@ impl Harness {
                 ca_key: paths.server_ca_key.clone(),
             },
         })
+    }
+
+    /// The metrics API settings of the in-process engine (`None` against real clusters): the
+    /// virtual server's request-header CA authenticates the front proxy, its server CA signs
+    /// the serving certificate, as with k3s.
+    pub fn metrics_api_config(&self) -> Option<vcsync::metrics_api::MetricsApiConfig> {
+        let (_, paths) = self.kubelet_tls.as_ref()?;
+        Some(vcsync::metrics_api::config(
+            "127.0.0.1".parse().expect("an IP"),
+            0,
+            Some(paths.request_header_ca_crt.clone()),
+            vec!["system:auth-proxy".into()],
+            vcsync::kubelet::ServingCert::SignedBy {
+                ca_cert: paths.server_ca_crt.clone(),
+                ca_key: paths.server_ca_key.clone(),
+            },
+        ))
+    }
+
+    /// Where the running engine's metrics API listens (`None` before it is bound, or against
+    /// real clusters).
+    pub fn metrics_api_addr(&self) -> Option<std::net::SocketAddr> {
+        *self
+            .metrics_api_addr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The virtual server's k3s-like `server/tls` files (`None` against real clusters).
+    pub fn k3s_tls(&self) -> Option<&crate::apiserver::K3sTlsPaths> {
+        self.kubelet_tls.as_ref().map(|(_, p)| p)
     }
 
     /// The engine's settings for this environment.
@@ -219,9 +253,17 @@ impl Harness {
             self.kubelet_endpoint_config(),
             self.kubelet_port.clone(),
         );
+        let (metrics_api, metrics_api_addr) =
+            (self.metrics_api_config(), self.metrics_api_addr.clone());
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let mut cfg = cfg;
+            let metrics_api = match metrics_api {
+                Some(m) => Some(vcsync::metrics_api::bind(m).await.expect("metrics API")),
+                None => None,
+            };
+            *metrics_api_addr.lock().unwrap_or_else(|e| e.into_inner()) =
+                metrics_api.as_ref().and_then(|m| m.local_addr());
             let bound = match kubelet {
                 Some(k) => Some(vcsync::kubelet::bind(k).await.expect("kubelet endpoint")),
                 None => None,
@@ -230,8 +272,18 @@ impl Harness {
                 cfg.kubelet = Some(b.endpoint);
                 *port.lock().unwrap_or_else(|e| e.into_inner()) = b.endpoint.port;
             }
-            let shared =
-                Arc::new(vcsync::sync::Shared::new(cfg, host.clone(), virt).with_policy(policy));
+            let shared = Arc::new(
+                vcsync::sync::Shared::new(cfg, host.clone(), virt.clone()).with_policy(policy),
+            );
+            let serve_metrics = metrics_api.map(|m| {
+                tokio::spawn(m.serve(
+                    shared.clone(),
+                    host.clone(),
+                    virt.clone(),
+                    shared.metrics.clone(),
+                    futures::future::pending::<()>(),
+                ))
+            });
             let serve = bound.map(|b| {
                 tokio::spawn(b.serve(
                     shared.clone(),
@@ -244,6 +296,10 @@ impl Harness {
                 let _ = rx.await;
             })
             .await;
+            if let Some(m) = serve_metrics {
+                m.abort();
+                let _ = m.await;
+            }
             if let Some(serve) = serve {
                 serve.abort();
                 // The listener is closed before a restart binds the same port again.

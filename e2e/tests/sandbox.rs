@@ -1,5 +1,5 @@
 //! The README's main command works: the sandbox starts, syncs its sample workload and prints
-//! the table of virtual objects and their host counterparts.
+//! the table of virtual objects and their host counterparts, and the sample pod's metrics.
 
 use std::process::Command;
 
@@ -44,6 +44,12 @@ fn sandbox_syncs_the_sample_workload() {
             && stdout.contains("\"vcsync.io/managed-by\":\"demo\""),
         "{stdout}"
     );
+    // The sample pod's figures from vcsync's metrics API, under its virtual name.
+    let top = stdout
+        .split("$ kubectl top pods -n shop")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no pod metrics in:\n{stdout}"));
+    assert!(top.lines().take(4).any(|l| l.starts_with("web ")), "{top}");
     for kc in ["host.kubeconfig", "virtual.kubeconfig"] {
         assert!(dir.path().join(kc).exists(), "{kc} written");
     }

@@ -169,6 +169,29 @@ pub fn server_config(
     address: IpAddr,
     client_ca: Option<&Path>,
 ) -> Result<rustls::ServerConfig, TlsError> {
+    build_server_config(serving, address, client_ca, false)
+}
+
+/// Like [`server_config`], but a client without a certificate completes the handshake (a
+/// certificate it does present must still chain to `client_ca`), so the request handler can
+/// answer it with a 401 `Status` instead of a failed handshake.
+///
+/// # Errors
+/// [`TlsError`] when a file cannot be read or the material does not fit together.
+pub fn server_config_optional_client_cert(
+    serving: &ServingCert,
+    address: IpAddr,
+    client_ca: Option<&Path>,
+) -> Result<rustls::ServerConfig, TlsError> {
+    build_server_config(serving, address, client_ca, true)
+}
+
+fn build_server_config(
+    serving: &ServingCert,
+    address: IpAddr,
+    client_ca: Option<&Path>,
+    allow_anonymous: bool,
+) -> Result<rustls::ServerConfig, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?;
@@ -181,13 +204,15 @@ pub fn server_config(
                     reason: e.to_string(),
                 })?;
             }
-            let verifier =
-                rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
-                    .build()
-                    .map_err(|e| TlsError::ClientCa {
-                        path: path.to_owned(),
-                        reason: e.to_string(),
-                    })?;
+            let mut verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider);
+            if allow_anonymous {
+                verifier = verifier.allow_unauthenticated();
+            }
+            let verifier = verifier.build().map_err(|e| TlsError::ClientCa {
+                path: path.to_owned(),
+                reason: e.to_string(),
+            })?;
             builder.with_client_cert_verifier(verifier)
         }
         None => builder.with_no_client_auth(),

@@ -76,8 +76,6 @@ pub struct HostFacts {
     /// Addresses of the host's nodes (`status.addresses`): never a valid target either, or a
     /// tenant Service reaches the kubelet and every host-network pod.
     pub nodes: Vec<IpAddr>,
-    /// The host's Service CIDRs (ServiceCIDR API, `--host-service-cidr`, observed ClusterIPs): never a valid target.
-    pub service_cidrs: Vec<Cidr>,
     /// Hostnames (lower case) claimed by Ingresses of other host namespaces, when vcsync may
     /// read Ingresses cluster-wide; an Ingress of this tenant claiming one of them is refused.
     pub claimed_ingress_hosts: BTreeSet<String>,

@@ -67,7 +67,7 @@ impl SyncKind for NetworkPolicy {
     }
 
     fn wanted(shared: &Shared, _v: &Self) -> impl Future<Output = Result<bool, SyncError>> + Send {
-        let on = shared.policy.network_policies.sync;
+        let on = shared.policy().network_policies.sync;
         let namespaces = shared.virtual_namespaces.clone();
         async move {
             if !on {

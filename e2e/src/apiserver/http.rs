@@ -242,6 +242,34 @@ pub async fn handle(shared: Arc<Shared>, req: Request<hyper::body::Incoming>) ->
         }
     };
 
+    // metrics-server's group and the authorizer's reviews (not stored resources).
+    if path.starts_with("/apis/metrics.k8s.io/")
+        || path.trim_end_matches('/') == "/apis/authorization.k8s.io/v1/subjectaccessreviews"
+    {
+        let bytes = match body.collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(_) => Bytes::new(),
+        };
+        let resp =
+            super::resource_metrics::handle(&shared, &parts.method, &path, &query, &caller, &bytes)
+                .unwrap_or_else(|| error_response(&resource_not_found()));
+        shared.faults().count(
+            caller.user(),
+            if parts.method == hyper::Method::POST {
+                "create"
+            } else {
+                "list"
+            },
+            if path.starts_with("/apis/metrics.k8s.io/") {
+                "pods.metrics.k8s.io"
+            } else {
+                "subjectaccessreviews"
+            },
+            resp.status().as_u16(),
+        );
+        return resp;
+    }
+
     // Non-resource paths.
     if let Some(resp) = discovery::handle(&path, &parts.headers, &caller) {
         let code = resp.status().as_u16();

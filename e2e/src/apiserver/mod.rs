@@ -12,6 +12,8 @@
 //! * [`controllers`]: what kube-controller-manager does around the store (namespace lifecycle,
 //!   garbage collection, default ServiceAccounts, root CA configmaps, quota status, node taints).
 //! * [`validation`], [`patch`], [`selectors`], [`discovery`], [`table`]: pure helpers.
+//! * [`resource_metrics`]: metrics-server's `PodMetrics` and SubjectAccessReviews (for the
+//!   metrics API of vcsync).
 //! * [`faults`]: fault injection and request counters for reliability tests.
 //! * [`pod_streams`], [`kubelet_client`]: `pods/log`, `exec`, `attach`, `portforward` proxied
 //!   to kubelets over HTTPS with the API server's kubelet-client certificate (see [`tls`]).
@@ -31,6 +33,7 @@ pub mod patch;
 pub mod patchops;
 pub mod pod_streams;
 pub mod protobuf;
+pub mod resource_metrics;
 pub mod resources;
 pub mod selectors;
 pub mod server;

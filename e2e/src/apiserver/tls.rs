@@ -21,6 +21,8 @@ const SERVER_CA_CN: &str = "vcsync-e2e-server-ca";
 const CLIENT_CA_CN: &str = "vcsync-e2e-client-ca";
 /// Identity kube-apiserver presents to kubelets (k3s: `client-kube-apiserver.crt`).
 pub const KUBELET_CLIENT_CN: &str = "system:apiserver";
+/// Common name of k3s's front-proxy client certificate.
+pub const AUTH_PROXY_CN: &str = "system:auth-proxy";
 pub const KUBELET_CLIENT_ORG: &str = "system:masters";
 
 /// PEM material of one server instance.
@@ -43,6 +45,15 @@ pub struct TlsMaterial {
     /// two servers' CAs never look alike.
     pub ca_common_name: String,
     pub client_ca_common_name: String,
+    /// Request-header CA (k3s `request-header-ca.crt`/`.key`): signs the front-proxy client
+    /// certificate the aggregator calls aggregated API servers with.
+    pub request_header_ca_pem: String,
+    pub request_header_ca_key_pem: String,
+    pub request_header_ca_common_name: String,
+    /// Front-proxy client certificate (k3s `client-auth-proxy.crt`/`.key`, CN
+    /// [`AUTH_PROXY_CN`]).
+    pub auth_proxy_cert_pem: String,
+    pub auth_proxy_key_pem: String,
 }
 
 impl std::fmt::Debug for TlsMaterial {
@@ -59,6 +70,9 @@ pub struct K3sTlsPaths {
     pub client_ca_crt: PathBuf,
     pub client_kube_apiserver_crt: PathBuf,
     pub client_kube_apiserver_key: PathBuf,
+    pub request_header_ca_crt: PathBuf,
+    pub client_auth_proxy_crt: PathBuf,
+    pub client_auth_proxy_key: PathBuf,
 }
 
 fn ca_params(cn: &str) -> Result<CertificateParams, rcgen::Error> {
@@ -134,7 +148,21 @@ pub fn generate() -> Result<TlsMaterial, rcgen::Error> {
         KUBELET_CLIENT_CN,
         &[KUBELET_CLIENT_ORG],
     )?;
+    let request_header_ca_common_name = format!("vcsync-e2e-request-header-ca@{}", &suffix[..12]);
+    let (request_header_ca_pem, request_header_ca_key_pem) =
+        new_ca(&request_header_ca_common_name)?;
+    let (auth_proxy_cert_pem, auth_proxy_key_pem) = sign_client(
+        &request_header_ca_common_name,
+        &request_header_ca_key_pem,
+        AUTH_PROXY_CN,
+        &[],
+    )?;
     Ok(TlsMaterial {
+        request_header_ca_pem,
+        request_header_ca_key_pem,
+        request_header_ca_common_name,
+        auth_proxy_cert_pem,
+        auth_proxy_key_pem,
         ca_pem,
         ca_key_pem,
         cert_pem,
@@ -188,6 +216,20 @@ impl TlsMaterial {
         )
     }
 
+    /// A client certificate signed by the request-header CA (a front proxy's):
+    /// `(cert_pem, key_pem)`.
+    pub fn sign_request_header_client_cert(
+        &self,
+        common_name: &str,
+    ) -> Result<(String, String), rcgen::Error> {
+        sign_client(
+            &self.request_header_ca_common_name,
+            &self.request_header_ca_key_pem,
+            common_name,
+            &[],
+        )
+    }
+
     /// A client certificate signed by the client CA: `(cert_pem, key_pem)`.
     pub fn sign_client_cert(
         &self,
@@ -204,7 +246,8 @@ impl TlsMaterial {
 
     /// Write the k3s-like layout into `dir` (created if missing): `server-ca.crt`,
     /// `server-ca.key`, `client-ca.crt`, `client-kube-apiserver.crt`,
-    /// `client-kube-apiserver.key`.
+    /// `client-kube-apiserver.key`, `request-header-ca.crt`, `client-auth-proxy.crt`,
+    /// `client-auth-proxy.key`.
     pub fn write_k3s_tls_dir(&self, dir: &Path) -> std::io::Result<K3sTlsPaths> {
         std::fs::create_dir_all(dir)?;
         let paths = K3sTlsPaths {
@@ -213,7 +256,13 @@ impl TlsMaterial {
             client_ca_crt: dir.join("client-ca.crt"),
             client_kube_apiserver_crt: dir.join("client-kube-apiserver.crt"),
             client_kube_apiserver_key: dir.join("client-kube-apiserver.key"),
+            request_header_ca_crt: dir.join("request-header-ca.crt"),
+            client_auth_proxy_crt: dir.join("client-auth-proxy.crt"),
+            client_auth_proxy_key: dir.join("client-auth-proxy.key"),
         };
+        std::fs::write(&paths.request_header_ca_crt, &self.request_header_ca_pem)?;
+        std::fs::write(&paths.client_auth_proxy_crt, &self.auth_proxy_cert_pem)?;
+        write_private(&paths.client_auth_proxy_key, &self.auth_proxy_key_pem)?;
         std::fs::write(&paths.server_ca_crt, &self.ca_pem)?;
         write_private(&paths.server_ca_key, &self.ca_key_pem)?;
         std::fs::write(&paths.client_ca_crt, &self.client_ca_pem)?;

@@ -135,6 +135,30 @@ async fn main() -> anyhow::Result<()> {
         },
     })
     .await?;
+    // vcsync's metrics.k8s.io API, called as the virtual API server's aggregator would (with
+    // the front-proxy certificate of the virtual server's PKI).
+    let metrics_api = vcsync::metrics_api::bind(vcsync::metrics_api::config(
+        loopback,
+        0,
+        Some(tls.request_header_ca_crt.clone()),
+        vec!["system:auth-proxy".into()],
+        vcsync::kubelet::ServingCert::SignedBy {
+            ca_cert: tls.server_ca_crt.clone(),
+            ca_key: tls.server_ca_key.clone(),
+        },
+    ))
+    .await?;
+    let metrics_client = vcsync_e2e::kubelet::api_server::client::KubeletClient::new(
+        metrics_api
+            .local_addr()
+            .ok_or_else(|| anyhow::anyhow!("the metrics API has no address"))?,
+        virt.ca_pem(),
+        Some(&vcsync_e2e::kubelet::ClientCertPem {
+            cert_pem: virt.tls().auth_proxy_cert_pem.clone(),
+            key_pem: virt.tls().auth_proxy_key_pem.clone(),
+        }),
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
 
     // vcsync between them.
     let engine_cfg = vcsync::sync::EngineConfig {
@@ -157,6 +181,13 @@ async fn main() -> anyhow::Result<()> {
     let kubelet_api = tokio::spawn(kubelet_endpoint.serve(
         shared.clone(),
         hc.clone(),
+        shared.metrics.clone(),
+        futures::future::pending::<()>(),
+    ));
+    let metrics_api = tokio::spawn(metrics_api.serve(
+        shared.clone(),
+        hc.clone(),
+        vc.clone(),
         shared.metrics.clone(),
         futures::future::pending::<()>(),
     ));
@@ -191,6 +222,7 @@ async fn main() -> anyhow::Result<()> {
                     if last.is_empty() || done {
                         show_workload_access(&virtual_kc).await;
                         show_network_policy(&hc, ns, &args.tenant).await;
+                        show_pod_metrics(&metrics_client).await;
                     }
                     last = table;
                 }
@@ -205,6 +237,7 @@ async fn main() -> anyhow::Result<()> {
     let _ = stop_tx.send(());
     let _ = engine.await;
     kubelet_api.abort();
+    metrics_api.abort();
     kubelet.stop().await?;
     drop((host, virt));
     Ok(())
@@ -232,6 +265,52 @@ async fn show_workload_access(virtual_kc: &std::path::Path) {
             }
             Err(e) => println!("(kubectl did not run: {e})"),
         }
+    }
+    println!();
+}
+
+/// What `kubectl top pods -n shop` would print, from vcsync's metrics API called as the
+/// virtual API server's aggregator calls it (the test API server does not aggregate APIs, so
+/// `kubectl top` itself cannot reach it here).
+async fn show_pod_metrics(client: &vcsync_e2e::kubelet::api_server::client::KubeletClient) {
+    println!(
+        "$ kubectl top pods -n shop   (vcsync's metrics.k8s.io, called as the aggregator would)"
+    );
+    let resp = client
+        .request(
+            http::Method::GET,
+            "/apis/metrics.k8s.io/v1beta1/namespaces/shop/pods",
+            &[("X-Remote-User", "admin")],
+        )
+        .await;
+    let body = match resp {
+        Ok(r) => http_body_util::BodyExt::collect(r.into_body())
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default(),
+        Err(e) => {
+            println!("(the metrics API did not answer: {e})\n");
+            return;
+        }
+    };
+    let list: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    println!("{:<12} {:<10} MEMORY(bytes)", "NAME", "CPU(cores)");
+    for item in list["items"].as_array().into_iter().flatten() {
+        let usage = |r: &str| {
+            item["containers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c["usage"][r].as_str())
+                .collect::<Vec<_>>()
+                .join("+")
+        };
+        println!(
+            "{:<12} {:<10} {}",
+            item["metadata"]["name"].as_str().unwrap_or(""),
+            usage("cpu"),
+            usage("memory")
+        );
     }
     println!();
 }

@@ -1,0 +1,344 @@
+//! vcsync's `metrics.k8s.io` API for the virtual cluster, called directly as the virtual API
+//! server's aggregator would: over TLS with the front-proxy client certificate of the virtual
+//! server's PKI (k3s `client-auth-proxy.crt`) and the end user in `X-Remote-User`. The host
+//! test server serves `PodMetrics` like metrics-server, with each container's usage equal to
+//! its requests, so the figures shown are known.
+//!
+//! Not covered here: `kubectl top` through the virtual API server, which needs API
+//! aggregation (APIService proxying) that the test API server does not implement.
+
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+use http_body_util::BodyExt;
+use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
+use kube::api::{Api, PostParams};
+use serde_json::{Value, json};
+use vcsync_e2e::apiserver::ServerConfig;
+use vcsync_e2e::harness::Harness;
+use vcsync_e2e::kubelet::ClientCertPem;
+use vcsync_e2e::kubelet::api_server::client::KubeletClient;
+use vcsync_e2e::testutil::wait_for;
+
+const WAIT: Duration = Duration::from_secs(60);
+const LIMITED_TOKEN: &str = "limited-team-b-token";
+
+fn pod(name: &str, labels: Value, cpu: &str, memory: &str) -> Pod {
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"containers": [{"name": "app", "image": "busybox",
+            "resources": {"requests": {"cpu": cpu, "memory": memory}}}]}
+    }))
+    .unwrap()
+}
+
+async fn call(
+    client: &KubeletClient,
+    path: &str,
+    user: Option<&str>,
+) -> Result<(StatusCode, Value), String> {
+    let headers: Vec<(&str, &str)> = user
+        .map(|u| {
+            vec![
+                ("X-Remote-User", u),
+                ("X-Remote-Group", "system:authenticated"),
+            ]
+        })
+        .unwrap_or_default();
+    let resp = client.request(Method::GET, path, &headers).await?;
+    let status = resp.status();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    let v = serde_json::from_slice(&body).map_err(|e| {
+        format!(
+            "{status}: not JSON ({e}): {}",
+            String::from_utf8_lossy(&body)
+        )
+    })?;
+    Ok((status, v))
+}
+
+/// `(namespace, name, cpu, memory)` of each item of a `PodMetricsList`.
+fn items(list: &Value) -> Vec<(String, String, String, String)> {
+    assert_eq!(list["kind"], "PodMetricsList", "{list}");
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            let u = &i["containers"][0]["usage"];
+            (
+                i["metadata"]["namespace"].as_str().unwrap().to_owned(),
+                i["metadata"]["name"].as_str().unwrap().to_owned(),
+                u["cpu"].as_str().unwrap().to_owned(),
+                u["memory"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn row(ns: &str, name: &str, cpu: &str, mem: &str) -> (String, String, String, String) {
+    (ns.into(), name.into(), cpu.into(), mem.into())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metrics_api_shows_only_this_tenants_pods_to_authorized_users() {
+    let mut h = Harness::with_virtual_config(
+        "top",
+        ServerConfig {
+            namespaced_token: Some((LIMITED_TOKEN.into(), "team-b".into())),
+            ..ServerConfig::default()
+        },
+    )
+    .await;
+    let Some(vs) = h.virtual_server.as_ref() else {
+        panic!(
+            "this test calls the in-process engine's metrics API; it needs the test API servers"
+        );
+    };
+    let tls = vs.tls().clone();
+    let server_ca = h
+        .k3s_tls()
+        .map(|p| std::fs::read_to_string(&p.server_ca_crt).unwrap())
+        .unwrap();
+    h.start_engine();
+
+    // The tenant's pods, in two virtual namespaces.
+    let nss: Api<Namespace> = Api::all(h.virt.clone());
+    nss.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "team-b"}})).unwrap(),
+    )
+    .await
+    .unwrap();
+    for api in [
+        h.virt_api::<ServiceAccount>("team-b"),
+        h.host_api::<ServiceAccount>(),
+    ] {
+        wait_for(WAIT, "the default service account", || async {
+            api.get_opt("default").await.ok().flatten()
+        })
+        .await;
+    }
+    h.virt_api::<Pod>("default")
+        .create(
+            &PostParams::default(),
+            &pod("web", json!({"app": "web"}), "150m", "20Mi"),
+        )
+        .await
+        .unwrap();
+    h.virt_api::<Pod>("team-b")
+        .create(
+            &PostParams::default(),
+            &pod("db", json!({"app": "db"}), "250m", "30Mi"),
+        )
+        .await
+        .unwrap();
+    // Host pods that are not this tenant's: an unmanaged one, and one claiming the tenant's
+    // virtual pod under another tenant's label.
+    let host_pods: Api<Pod> = h.host_api();
+    host_pods
+        .create(
+            &PostParams::default(),
+            &pod("intruder", json!({"app": "web"}), "900m", "90Mi"),
+        )
+        .await
+        .unwrap();
+    let mut impostor = pod(
+        "impostor",
+        json!({"vcsync.io/managed-by": "other"}),
+        "800m",
+        "80Mi",
+    );
+    impostor.metadata.annotations = Some(
+        [
+            ("vcsync.io/namespace", "default"),
+            ("vcsync.io/name", "web"),
+            ("vcsync.io/uid", "not-the-uid"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect(),
+    );
+    host_pods
+        .create(&PostParams::default(), &impostor)
+        .await
+        .unwrap();
+
+    // The substrate shows all four on the host, so hiding two is vcsync's doing.
+    let host_metrics = format!(
+        "/apis/metrics.k8s.io/v1beta1/namespaces/{}/pods",
+        h.host_namespace
+    );
+    wait_for(WAIT, "host PodMetrics of all four pods", || async {
+        let req = http::Request::get(&host_metrics).body(Vec::new()).unwrap();
+        let list: Value = h.host.request(req).await.ok()?;
+        (list["items"].as_array()?.len() == 4).then_some(())
+    })
+    .await;
+
+    let addr = h.metrics_api_addr().expect("the metrics API is bound");
+    let proxy_cert = ClientCertPem {
+        cert_pem: tls.auth_proxy_cert_pem.clone(),
+        key_pem: tls.auth_proxy_key_pem.clone(),
+    };
+    let proxy = KubeletClient::new(addr, &server_ca, Some(&proxy_cert)).unwrap();
+
+    // Discovery, as metrics-server serves it.
+    let (s, v) = call(&proxy, "/apis/metrics.k8s.io/v1beta1", Some("admin"))
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["resources"][0]["name"], "pods", "{v}");
+
+    // The tenant's pods under their virtual names, with the substrate's figures.
+    let all = wait_for(WAIT, "both tenant pods in the metrics API", || async {
+        let (s, v) = call(&proxy, "/apis/metrics.k8s.io/v1beta1/pods", Some("admin"))
+            .await
+            .ok()?;
+        (s == StatusCode::OK && items(&v).len() == 2).then_some(v)
+    })
+    .await;
+    assert_eq!(
+        items(&all),
+        [
+            row("default", "web", "150m", "20Mi"),
+            row("team-b", "db", "250m", "30Mi")
+        ]
+    );
+    assert_eq!(all["items"][0]["metadata"]["labels"], json!({"app": "web"}));
+    let (s, v) = call(
+        &proxy,
+        "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods",
+        Some("admin"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(items(&v), [row("default", "web", "150m", "20Mi")]);
+    let (s, v) = call(
+        &proxy,
+        "/apis/metrics.k8s.io/v1beta1/pods?labelSelector=app%3Ddb",
+        Some("admin"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (s, items(&v)),
+        (StatusCode::OK, vec![row("team-b", "db", "250m", "30Mi")])
+    );
+    let (s, v) = call(
+        &proxy,
+        "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/web",
+        Some("admin"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (s, &v["kind"], &v["metadata"]["name"]),
+        (StatusCode::OK, &json!("PodMetrics"), &json!("web"))
+    );
+    // Host names never resolve, not even the unmanaged pod's.
+    for name in ["intruder", "impostor", &h.host_name("default", "web")] {
+        let (s, v) = call(
+            &proxy,
+            &format!("/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/{name}"),
+            Some("admin"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            (s, &v["reason"]),
+            (StatusCode::NOT_FOUND, &json!("NotFound")),
+            "{name}: {v}"
+        );
+    }
+    let (s, _) = call(&proxy, "/apis/metrics.k8s.io/v1beta1/nodes", Some("admin"))
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // Authorization is the virtual API's: a user limited to team-b sees team-b only.
+    let limited = "system:serviceaccount:team-b:limited";
+    let (s, v) = call(
+        &proxy,
+        "/apis/metrics.k8s.io/v1beta1/namespaces/team-b/pods",
+        Some(limited),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (s, items(&v)),
+        (StatusCode::OK, vec![row("team-b", "db", "250m", "30Mi")])
+    );
+    for path in [
+        "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods",
+        "/apis/metrics.k8s.io/v1beta1/pods",
+    ] {
+        let (s, v) = call(&proxy, path, Some(limited)).await.unwrap();
+        assert_eq!(
+            (s, &v["kind"], &v["reason"]),
+            (StatusCode::FORBIDDEN, &json!("Status"), &json!("Forbidden")),
+            "{path}: {v}"
+        );
+    }
+    let (s, v) = call(&proxy, "/apis/metrics.k8s.io/v1beta1/pods", Some("mallory"))
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("mallory"), "{v}");
+    // The front proxy must name a user.
+    let (s, v) = call(&proxy, "/apis/metrics.k8s.io/v1beta1/pods", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (s, &v["reason"]),
+        (StatusCode::UNAUTHORIZED, &json!("Unauthorized"))
+    );
+
+    // Callers that are not the front proxy: their X-Remote-User is not believed.
+    let anonymous = KubeletClient::new(addr, &server_ca, None).unwrap();
+    let (s, v) = call(
+        &anonymous,
+        "/apis/metrics.k8s.io/v1beta1/pods",
+        Some("admin"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (s, &v["code"]),
+        (StatusCode::UNAUTHORIZED, &json!(401)),
+        "{v}"
+    );
+    let (cert_pem, key_pem) = tls.sign_request_header_client_cert("someone-else").unwrap();
+    let wrong_name =
+        KubeletClient::new(addr, &server_ca, Some(&ClientCertPem { cert_pem, key_pem })).unwrap();
+    let (s, _) = call(
+        &wrong_name,
+        "/apis/metrics.k8s.io/v1beta1/pods",
+        Some("admin"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    // The right name from another CA (the client CA that signs every other k3s identity)
+    // fails the handshake.
+    let (cert_pem, key_pem) = tls.sign_client_cert("system:auth-proxy", &[]).unwrap();
+    let other_ca =
+        KubeletClient::new(addr, &server_ca, Some(&ClientCertPem { cert_pem, key_pem })).unwrap();
+    assert!(
+        call(
+            &other_ca,
+            "/apis/metrics.k8s.io/v1beta1/pods",
+            Some("admin")
+        )
+        .await
+        .is_err()
+    );
+
+    h.stop_engine().await;
+}
