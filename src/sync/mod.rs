@@ -38,6 +38,7 @@ pub mod gc;
 pub mod kinds;
 pub mod nodes;
 pub mod pods;
+pub mod pvcs;
 pub mod queue;
 pub mod refs;
 pub mod waits;

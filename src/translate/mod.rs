@@ -13,6 +13,7 @@ pub mod endpoints;
 pub mod ingress;
 pub mod name;
 pub mod pod;
+pub mod pvc;
 pub mod references;
 pub mod secret;
 pub mod service;
