@@ -665,7 +665,11 @@ async fn reconcile_inner<K: SyncKind>(v: &K, s: &KindSync<K>) -> Result<Action, 
         && !is_virtual_api_service::<K>(v)
         && K::wanted(shared, v).await?;
     if !wanted {
-        if let (Some(h), Some(Ownership::Ours | Ownership::Stale)) = (&host, &ownership) {
+        // A host copy already being deleted (a claim held by pvc-protection) needs no second
+        // delete on each of its events.
+        if let (Some(h), Some(Ownership::Ours | Ownership::Stale)) = (&host, &ownership)
+            && h.meta().deletion_timestamp.is_none()
+        {
             delete_host(&api, K::KIND, &host_name, h.meta().uid.as_deref(), None).await?;
             tracing::info!(
                 key,
@@ -1008,6 +1012,7 @@ pub async fn run(shared: Arc<Shared>, stop: Stop) {
             false
         ),
         super::pvcs::sweep_virtual_volumes(&shared, pvcs, stop.signal()),
+        super::storageclasses::run(shared.clone(), stop.signal()),
     );
 }
 

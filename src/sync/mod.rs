@@ -41,6 +41,7 @@ pub mod pods;
 pub mod pvcs;
 pub mod queue;
 pub mod refs;
+pub mod storageclasses;
 pub mod waits;
 
 /// Settings of the engine (from the command line).

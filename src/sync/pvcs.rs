@@ -60,7 +60,13 @@ impl SyncKind for PersistentVolumeClaim {
             if let Some(s) = copy.spec.as_mut() {
                 s.volume_name = None;
             }
-            return Self::check(policy, &copy);
+            // The checked claim keeps its volumeName: the status copy reads it.
+            return Self::check(policy, &copy).map(|mut c| {
+                if let Some(s) = c.spec.as_mut() {
+                    s.volume_name = set.map(str::to_string);
+                }
+                c
+            });
         }
         Self::check(policy, v)
     }
@@ -377,7 +383,12 @@ mod tests {
                 .unwrap();
         let host = claim(Some("pvc-1"));
         let bound = claim(Some("pvc-1"));
-        assert!(PersistentVolumeClaim::check_with_host(&policy, &bound, Some(&host)).is_ok());
+        let checked = PersistentVolumeClaim::check_with_host(&policy, &bound, Some(&host)).unwrap();
+        assert_eq!(
+            checked.spec.unwrap().volume_name.as_deref(),
+            Some("pvc-1"),
+            "kept for the status copy"
+        );
         let chosen = claim(Some("someone-elses"));
         assert!(PersistentVolumeClaim::check_with_host(&policy, &chosen, Some(&host)).is_err());
         assert!(PersistentVolumeClaim::check_with_host(&policy, &bound, None).is_err());

@@ -17,6 +17,7 @@ pub mod pvc;
 pub mod references;
 pub mod secret;
 pub mod service;
+pub mod storageclass;
 
 pub use name::{NameRule, host_name};
 
