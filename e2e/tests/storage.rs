@@ -407,3 +407,94 @@ async fn deleting_a_claim_in_use_waits_for_the_pod() {
     let host_pvs: Api<PersistentVolume> = Api::all(h.host.clone());
     gone(&host_pvs, &pv, "the host volume reclaimed").await;
 }
+
+#[tokio::test]
+async fn the_allowed_storage_classes_appear_in_the_virtual_cluster() {
+    let mut h = Harness::new("sc").await;
+    h.start_engine();
+    let scs: Api<k8s_openapi::api::storage::v1::StorageClass> = Api::all(h.virt.clone());
+    let want: Vec<(String, bool)> = {
+        let mut w: Vec<(String, bool)> = STORAGE_CLASSES
+            .iter()
+            .map(|c| (c.to_string(), *c == STORAGE_CLASSES[0]))
+            .collect();
+        w.sort();
+        w
+    };
+    let got = wait_for(WAIT, "the policy's storage classes", || {
+        let scs = scs.clone();
+        let want = want.clone();
+        async move {
+            let mut got: Vec<(String, bool)> = scs
+                .list(&ListParams::default())
+                .await
+                .ok()?
+                .items
+                .iter()
+                .map(|c| {
+                    let default = c
+                        .annotations()
+                        .get("storageclass.kubernetes.io/is-default-class")
+                        .is_some_and(|v| v == "true");
+                    (c.name_any(), default)
+                })
+                .collect();
+            got.sort();
+            (got == want).then_some(got)
+        }
+    })
+    .await;
+    assert_eq!(got, want, "exactly the allowed classes, the default marked");
+    // A claim without a class gets the default from the virtual API's admission.
+    create_namespace(&h.virt, "app").await;
+    let vc: Api<PersistentVolumeClaim> = h.virt_api("app");
+    let c = vc
+        .create(&PostParams::default(), &claim("data", json!({})))
+        .await
+        .unwrap();
+    assert_eq!(
+        c.spec.unwrap().storage_class_name.as_deref(),
+        Some(STORAGE_CLASSES[0])
+    );
+}
+
+#[tokio::test]
+async fn a_claim_over_the_host_quota_gets_a_warning_event_and_no_loop() {
+    let mut h = Harness::new("quota").await;
+    let quotas: Api<k8s_openapi::api::core::v1::ResourceQuota> = h.host_api();
+    quotas
+        .create(
+            &PostParams::default(),
+            &obj(json!({"metadata": {"name": "storage"}, "spec": {"hard": {"requests.storage": "1Gi"}}})),
+        )
+        .await
+        .unwrap();
+    // The quota controller fills the status before admission counts against it.
+    get_when(&quotas, "storage", "the quota status", |q| {
+        q.status.as_ref().and_then(|s| s.hard.as_ref()).is_some()
+    })
+    .await;
+    create_namespace(&h.virt, "app").await;
+    h.start_engine();
+    let vc: Api<PersistentVolumeClaim> = h.virt_api("app");
+    vc.create(
+        &PostParams::default(),
+        &claim(
+            "big",
+            json!({"resources": {"requests": {"storage": "5Gi"}}}),
+        ),
+    )
+    .await
+    .unwrap();
+    let note = event(&h, "app", "big", "SyncFailed").await;
+    assert!(note.contains("exceeded quota"), "{note}");
+    // Refused, then left alone until something changes: no retry loop.
+    h.wait_quiet(Duration::from_millis(500), WAIT).await;
+    h.reset_counts();
+    h.wait_quiet(Duration::from_millis(1500), WAIT).await;
+    if let Some(writes) = h.engine_writes() {
+        assert_eq!(writes, (0, 0), "no write loop after a quota refusal");
+    }
+    let hc: Api<PersistentVolumeClaim> = h.host_api();
+    assert!(hc.list(&ListParams::default()).await.unwrap().items.is_empty());
+}
