@@ -285,11 +285,21 @@ async fn forbidden_claims_are_refused_and_nothing_reaches_the_host() {
     );
 }
 
+/// Wait for vcsync's virtual StorageClasses: the virtual API's admission reads them (the
+/// default class for claims without one, `allowVolumeExpansion` for a resize).
+async fn classes_ready(h: &Harness) {
+    let scs: Api<k8s_openapi::api::storage::v1::StorageClass> = Api::all(h.virt.clone());
+    for c in STORAGE_CLASSES {
+        get_when(&scs, c, "the virtual storage class", |_| true).await;
+    }
+}
+
 #[tokio::test]
 async fn expansion_goes_down_and_the_new_capacity_comes_up() {
     let mut h = Harness::new("grow").await;
     create_namespace(&h.virt, "app").await;
     h.start_engine();
+    classes_ready(&h).await;
     let vc: Api<PersistentVolumeClaim> = h.virt_api("app");
     vc.create(&PostParams::default(), &claim("data", json!({})))
         .await
@@ -320,6 +330,26 @@ async fn expansion_goes_down_and_the_new_capacity_comes_up() {
         "the resize finished"
     );
     assert_eq!(phase_str(status.phase), "Bound");
+
+    // A class without expansion: the host refuses, the tenant is told, nothing loops.
+    vc.create(
+        &PostParams::default(),
+        &claim("fixed", json!({"storageClassName": STORAGE_CLASSES[2]})),
+    )
+    .await
+    .unwrap();
+    bound_both_sides(&h, "app", "fixed").await;
+    vc.patch(
+        "fixed",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"resources": {"requests": {"storage": "2Gi"}}}})),
+    )
+    .await
+    .unwrap();
+    let note = event(&h, "app", "fixed", "SyncFailed").await;
+    assert!(note.contains("must support resize"), "{note}");
+    let host = hc.get(&h.host_name("app", "fixed")).await.unwrap();
+    assert_eq!(capacity(&host).as_deref(), Some("1Gi"));
 }
 
 fn phase_str(p: Option<String>) -> String {
@@ -496,5 +526,11 @@ async fn a_claim_over_the_host_quota_gets_a_warning_event_and_no_loop() {
         assert_eq!(writes, (0, 0), "no write loop after a quota refusal");
     }
     let hc: Api<PersistentVolumeClaim> = h.host_api();
-    assert!(hc.list(&ListParams::default()).await.unwrap().items.is_empty());
+    assert!(
+        hc.list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
 }

@@ -420,10 +420,40 @@ pub fn admit_update(
             }
         }
         ("", "nodes") => defaults::default_node(obj),
+        ("", "persistentvolumeclaims") => {
+            defaults::default_other("", def.kind, obj, false);
+            resize_allowed(&st.store, old, obj).map_err(|r| forbidden(def, &obj_name(obj), &r))?;
+        }
         (g, _) => defaults::default_other(g, def.kind, obj, false),
     }
     defaults::order_object(obj);
     Ok(())
+}
+
+/// PersistentVolumeClaimResize: a larger storage request needs a bound, dynamically provisioned
+/// claim whose StorageClass has `allowVolumeExpansion: true`.
+fn resize_allowed(store: &super::store::Store, old: &Value, new: &Value) -> Result<(), String> {
+    let size = |o: &Value| {
+        o["spec"]["resources"]["requests"]["storage"]
+            .as_str()
+            .and_then(quantity::Quantity::parse)
+    };
+    let (Some(before), Some(after)) = (size(old), size(new)) else {
+        return Ok(());
+    };
+    if after <= before || old["status"]["phase"] != "Bound" {
+        return Ok(());
+    }
+    let class = old["spec"]["storageClassName"].as_str().unwrap_or("");
+    let expandable = !class.is_empty()
+        && store
+            .get("storageclasses", "", class)
+            .is_some_and(|c| c["allowVolumeExpansion"] == json!(true));
+    if expandable {
+        Ok(())
+    } else {
+        Err("only dynamically provisioned pvc can be resized and the storageclass that provisions the pvc must support resize".into())
+    }
 }
 
 /// Release what the object held (IPs, ports).
