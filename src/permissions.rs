@@ -101,6 +101,12 @@ pub const HOST_PERMISSIONS: &[Permission] = &[
     },
     Permission {
         group: "",
+        resource: "persistentvolumeclaims",
+        verbs: MIRRORED,
+        used_by: "sync::pvcs (claims; status and volumeName are only read, host volumes never)",
+    },
+    Permission {
+        group: "",
         resource: "events",
         verbs: &["list", "watch"],
         used_by: "sync::events (host events copied up)",

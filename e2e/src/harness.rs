@@ -45,6 +45,8 @@ pub struct Harness {
     pub host_server: Option<TestApiServer>,
     pub virtual_server: Option<TestApiServer>,
     pub kubelet: Option<KubeletHandle>,
+    /// The volume provisioner simulator on the host ([`STORAGE_CLASSES`]).
+    pub provisioner: Option<crate::provisioner::ProvisionerHandle>,
     /// The isolation policy the engine runs with ([`test_policy`] unless a test sets another).
     pub policy: vcsync::policy::Policy,
     engine: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
@@ -57,13 +59,32 @@ pub struct Harness {
     metrics_api_addr: Arc<std::sync::Mutex<Option<std::net::SocketAddr>>>,
 }
 
+/// The host StorageClasses the provisioner simulator serves in every harness: an `Immediate`
+/// one (the test policy's default), a `WaitForFirstConsumer` one, and one without expansion.
+pub const STORAGE_CLASSES: [&str; 3] = [
+    "vcsync-e2e-immediate",
+    "vcsync-e2e-wffc",
+    "vcsync-e2e-fixed",
+];
+
+/// The provisioner simulator's classes ([`STORAGE_CLASSES`]).
+pub fn sim_classes() -> Vec<crate::provisioner::SimClass> {
+    use crate::provisioner::SimClass;
+    vec![
+        SimClass::immediate(STORAGE_CLASSES[0]),
+        SimClass::wait_for_first_consumer(STORAGE_CLASSES[1]),
+        SimClass::immediate(STORAGE_CLASSES[2]).no_expansion(),
+    ]
+}
+
 /// The policy of the sync tests: the secure defaults, opened just enough for the objects those
-/// tests create (an ingress class and `*.example.com` hosts, endpoints in 10.0.0.0/8). The
-/// policy's own e2e tests start from the defaults instead.
+/// tests create (an ingress class and `*.example.com` hosts, endpoints in 10.0.0.0/8, the
+/// simulated storage classes). The policy's own e2e tests start from the defaults instead.
 pub fn test_policy() -> vcsync::policy::Policy {
-    vcsync::policy::Policy::from_yaml(
-        "services:\n  allowedEndpointCidrs: [10.0.0.0/8]\ningress:\n  class:\n    allowed: [nginx]\n    default: nginx\n  allowedHosts: [\"*.example.com\"]\n",
-    )
+    vcsync::policy::Policy::from_yaml(&format!(
+        "services:\n  allowedEndpointCidrs: [10.0.0.0/8]\ningress:\n  class:\n    allowed: [nginx]\n    default: nginx\n  allowedHosts: [\"*.example.com\"]\nstorage:\n  class:\n    allowed: [{}, {}, {}]\n    default: {}\n",
+        STORAGE_CLASSES[0], STORAGE_CLASSES[1], STORAGE_CLASSES[2], STORAGE_CLASSES[0]
+    ))
     .expect("the test policy is valid")
 }
 
@@ -158,6 +179,10 @@ impl Harness {
             (dir, paths)
         });
         let kubelet = Kubelet::start(host.clone(), kubelet_config).expect("kubelet simulator");
+        let provisioner =
+            crate::provisioner::start(host.clone(), Some(host_namespace.clone()), sim_classes())
+                .await
+                .expect("provisioner simulator");
         Harness {
             tenant: tenant.to_string(),
             host_namespace,
@@ -168,6 +193,7 @@ impl Harness {
             host_server,
             virtual_server,
             kubelet: Some(kubelet),
+            provisioner: Some(provisioner),
             policy: test_policy(),
             engine: None,
             kubelet_tls,

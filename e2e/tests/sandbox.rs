@@ -50,6 +50,14 @@ fn sandbox_syncs_the_sample_workload() {
         .nth(1)
         .unwrap_or_else(|| panic!("no pod metrics in:\n{stdout}"));
     assert!(top.lines().take(4).any(|l| l.starts_with("web ")), "{top}");
+    let claim_row = stdout
+        .lines()
+        .find(|l| l.starts_with("PersistentVolumeClaim") && l.contains("shop/web-data"))
+        .unwrap_or_else(|| panic!("no claim row in:\n{stdout}"));
+    assert!(
+        claim_row.matches("Bound 1Gi").count() == 2 && claim_row.contains("web-data-shop-demo-8-4"),
+        "the claim is Bound on both sides: {claim_row}"
+    );
     for kc in ["host.kubeconfig", "virtual.kubeconfig"] {
         assert!(dir.path().join(kc).exists(), "{kc} written");
     }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, PersistentVolumeClaim, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
@@ -105,6 +105,30 @@ pub trait SyncKind:
     /// the tenant in a Warning Event whenever the host copy is written.
     fn narrowed(_v: &Self, _allowed: &Self) -> Vec<String> {
         Vec::new()
+    }
+
+    /// The policy's verdict knowing the host copy (claims accept the `volumeName` vcsync set).
+    fn check_with_host(
+        policy: &crate::policy::Policy,
+        v: &Self,
+        _host: Option<&Self>,
+    ) -> Result<Self, Vec<crate::policy::Violation>> {
+        Self::check(policy, v)
+    }
+
+    /// Why the host copy cannot follow the desired object (an immutable field differs and the
+    /// kind is not re-created), if it cannot: reported to the tenant, never retried in a loop.
+    fn immutable_change(_actual: &Self, _desired: &Self) -> Option<String> {
+        None
+    }
+
+    /// Clean-up in the virtual API once the object is no longer wanted on the host (claims
+    /// delete their virtual volume).
+    fn on_unwanted(
+        _shared: &Shared,
+        _v: &Self,
+    ) -> impl Future<Output = Result<(), SyncError>> + Send {
+        async { Ok(()) }
     }
 
     /// Copy host state up to the virtual object (status).
@@ -668,7 +692,11 @@ async fn reconcile_inner<K: SyncKind>(v: &K, s: &KindSync<K>) -> Result<Action, 
         && !is_virtual_api_service::<K>(v)
         && K::wanted(shared, v).await?;
     if !wanted {
-        if let (Some(h), Some(Ownership::Ours | Ownership::Stale)) = (&host, &ownership) {
+        // A host copy already being deleted (a claim held by pvc-protection) needs no second
+        // delete on each of its events.
+        if let (Some(h), Some(Ownership::Ours | Ownership::Stale)) = (&host, &ownership)
+            && h.meta().deletion_timestamp.is_none()
+        {
             delete_host(&api, K::KIND, &host_name, h.meta().uid.as_deref(), None).await?;
             tracing::info!(
                 key,
@@ -676,10 +704,14 @@ async fn reconcile_inner<K: SyncKind>(v: &K, s: &KindSync<K>) -> Result<Action, 
                 "deleted host copy that is no longer wanted"
             );
         }
+        K::on_unwanted(shared, v).await?;
         return Ok(Action::await_change());
     }
 
-    let allowed = K::check(&shared.policy(), v)
+    let owned_host = host
+        .as_deref()
+        .filter(|_| matches!(ownership, Some(Ownership::Ours | Ownership::Stale)));
+    let allowed = K::check_with_host(&shared.policy(), v, owned_host)
         .map_err(|violations| shared.policy_error(K::KIND, &key, &violations))?;
     let narrowed = K::narrowed(v, &allowed);
     let v = &allowed;
@@ -719,6 +751,13 @@ async fn reconcile_inner<K: SyncKind>(v: &K, s: &KindSync<K>) -> Result<Action, 
                 tell_narrowed::<K>(shared, v, &key, narrowed);
             }
             K::sync_up(shared, v, &h).await?;
+            if let Some(reason) = K::immutable_change(&h, &desired) {
+                return Err(SyncError::Untranslatable {
+                    kind: K::KIND,
+                    key,
+                    reasons: reason,
+                });
+            }
         }
     }
     Ok(Action::await_change())
@@ -923,6 +962,12 @@ pub async fn run(shared: Arc<Shared>, stop: Stop) {
         Api::<EndpointSlice>::all(all(&shared)),
         vcfg(),
     );
+    let (pvcs, pvcs_stream) = shared.metrics.cached_stream(
+        ApiLabel::Virtual,
+        "PersistentVolumeClaim",
+        Api::<PersistentVolumeClaim>::all(all(&shared)),
+        vcfg(),
+    );
     let ing_writer = shared.take_virtual_ingresses_writer();
     let ings = shared.virtual_ingresses.clone();
     // The reference index follows the ingress watch (TLS secrets are references).
@@ -1007,6 +1052,16 @@ pub async fn run(shared: Arc<Shared>, stop: Stop) {
             false
         ),
         run_kind::<Ingress, _>(shared.clone(), stop.clone(), ings, ings_stream, None, false),
+        run_kind::<PersistentVolumeClaim, _>(
+            shared.clone(),
+            stop.clone(),
+            pvcs.clone(),
+            pvcs_stream,
+            None,
+            false
+        ),
+        super::pvcs::sweep_virtual_volumes(&shared, pvcs, stop.signal()),
+        super::storageclasses::run(shared.clone(), stop.signal()),
     );
 }
 

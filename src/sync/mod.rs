@@ -39,8 +39,10 @@ pub mod kinds;
 pub mod networkpolicies;
 pub mod nodes;
 pub mod pods;
+pub mod pvcs;
 pub mod queue;
 pub mod refs;
+pub mod storageclasses;
 pub mod waits;
 
 /// Settings of the engine (from the command line).

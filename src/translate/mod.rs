@@ -14,9 +14,11 @@ pub mod ingress;
 pub mod name;
 pub mod networkpolicy;
 pub mod pod;
+pub mod pvc;
 pub mod references;
 pub mod secret;
 pub mod service;
+pub mod storageclass;
 
 pub use name::{NameRule, host_name};
 

@@ -19,7 +19,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     Container, EnvFromSource, EnvVar, EphemeralContainer, HostAlias, KeyToPath,
-    ObjectFieldSelector, Pod, PodDNSConfig, PodDNSConfigOption, PodSpec, SecretProjection, Volume,
+    ObjectFieldSelector, PersistentVolumeClaimVolumeSource, Pod, PodDNSConfig, PodDNSConfigOption,
+    PodSpec, SecretProjection, Volume,
 };
 
 use super::{Context, NameRule, TranslateError};
@@ -144,6 +145,8 @@ fn rewrite_field_ref(f: &mut Option<ObjectFieldSelector>) {
 struct Translator<'a> {
     ctx: &'a Context,
     ns: &'a str,
+    /// The virtual pod's name (generic ephemeral volumes' claims are named after it).
+    pod: &'a str,
     token_secret: String,
 }
 
@@ -258,6 +261,17 @@ impl Translator<'_> {
                     });
                 }
             }
+        }
+        if v.ephemeral.is_some() {
+            // The virtual control plane's ephemeral-volume controller creates the claim
+            // `{pod}-{volume}` and vcsync syncs it like any claim; the host pod mounts that copy.
+            // Passing the template down would make the host's controller create a second one.
+            v.ephemeral = None;
+            v.persistent_volume_claim = Some(PersistentVolumeClaimVolumeSource {
+                claim_name: self.pvc(&format!("{}-{}", self.pod, v.name)),
+                read_only: None,
+            });
+            return;
         }
         if let Some(cm) = &mut v.config_map {
             cm.name = self.config_map(&cm.name);
@@ -382,6 +396,7 @@ pub fn host_pod(ctx: &Context, env: &PodEnv, pod: &Pod) -> Result<Pod, Vec<Trans
     let tr = Translator {
         ctx,
         ns,
+        pod: pod.metadata.name.as_deref().unwrap_or(""),
         token_secret: token_secret_name(&host_name),
     };
     let api = api_env(env);
@@ -704,18 +719,17 @@ mod tests {
             vols["az"].azure_file.as_ref().unwrap().secret_name,
             "az-default-acme-2-7"
         );
-        let ds = vols["eph"]
-            .ephemeral
-            .as_ref()
-            .unwrap()
-            .volume_claim_template
-            .as_ref()
-            .unwrap()
-            .spec
-            .data_source
-            .as_ref()
-            .unwrap();
-        assert_eq!(ds.name, "src-default-acme-3-7");
+        // The generic ephemeral volume mounts the synced copy of the claim the virtual control
+        // plane made for it (`web-eph`), so the host makes no second claim.
+        assert!(vols["eph"].ephemeral.is_none());
+        assert_eq!(
+            vols["eph"]
+                .persistent_volume_claim
+                .as_ref()
+                .unwrap()
+                .claim_name,
+            "web-eph-default-acme-7-7"
+        );
 
         let mut snap = mk_pod("default", "web");
         snap.spec.as_mut().unwrap().volumes.as_mut().unwrap().push(serde_json::from_value(json!({"name": "eph", "ephemeral": {"volumeClaimTemplate": {"spec": {"dataSource": {"apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot", "name": "host-snap"}}}}})).unwrap());

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Namespace, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount,
+};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use kube::api::{Api, ListParams, PostParams};
 use kube::{Client, ResourceExt};
@@ -120,6 +122,13 @@ async fn main() -> anyhow::Result<()> {
             },
         ),
     )?;
+    // A volume provisioner for the host's StorageClasses (the sample claim's).
+    let _provisioner = vcsync_e2e::provisioner::start(
+        hc.clone(),
+        Some(ns.clone()),
+        vcsync_e2e::harness::sim_classes(),
+    )
+    .await?;
     // vcsync's kubelet endpoint for the virtual nodes, with the virtual server's CAs laid out
     // as k3s keeps them (`kubectl logs/exec` against the virtual API reach the host pods).
     let tls = virt.write_k3s_tls_dir(&args.dir.join("virtual-tls"))?;
@@ -171,11 +180,12 @@ async fn main() -> anyhow::Result<()> {
         cluster_domain: "cluster.local".into(),
         kubelet: Some(kubelet_endpoint.endpoint),
     };
-    // The sample ingress needs a class and a host the policy allows; the rest is the secure
-    // default (see the policy section of the README).
-    let policy = vcsync::policy::Policy::from_yaml(
-        "ingress:\n  class:\n    allowed: [nginx]\n    default: nginx\n  allowedHosts: [\"*.demo.example.com\"]\n",
-    )?;
+    // The sample ingress needs a class and a host the policy allows, the sample claim a
+    // StorageClass; the rest is the secure default (see the policy section of the README).
+    let policy = vcsync::policy::Policy::from_yaml(&format!(
+        "ingress:\n  class:\n    allowed: [nginx]\n    default: nginx\n  allowedHosts: [\"*.demo.example.com\"]\nstorage:\n  class:\n    default: {}\n",
+        vcsync_e2e::harness::STORAGE_CLASSES[0]
+    ))?;
     let shared =
         Arc::new(vcsync::sync::Shared::new(engine_cfg, hc.clone(), vc.clone()).with_policy(policy));
     let kubelet_api = tokio::spawn(kubelet_endpoint.serve(
@@ -315,8 +325,8 @@ async fn show_pod_metrics(client: &vcsync_e2e::kubelet::api_server::client::Kube
     println!();
 }
 
-/// A Deployment-less pod, a configmap it reads, a service, an ingress, a NetworkPolicy, and
-/// the tenant DNS service ClusterFirst pods are pointed at.
+/// A Deployment-less pod, a configmap it reads, a claim it mounts, a service, an ingress, a
+/// NetworkPolicy, and the tenant DNS service ClusterFirst pods are pointed at.
 async fn sample_workload(vc: &Client) -> anyhow::Result<()> {
     create(&Api::<Service>::namespaced(vc.clone(), "kube-system"), json!({"metadata": {"name": "kube-dns"}, "spec": {"selector": {"k8s-app": "kube-dns"}, "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}]}})).await?;
     create(
@@ -333,10 +343,18 @@ async fn sample_workload(vc: &Client) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     create(&Api::<ConfigMap>::namespaced(vc.clone(), "shop"), json!({"metadata": {"name": "web-config"}, "data": {"GREETING": "hello from the virtual cluster"}})).await?;
+    // A claim without a class: the policy's default, provisioned on the host, Bound on both sides.
+    create(
+        &Api::<PersistentVolumeClaim>::namespaced(vc.clone(), "shop"),
+        json!({"metadata": {"name": "web-data"}, "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}),
+    )
+    .await?;
     create(
         &Api::<Pod>::namespaced(vc.clone(), "shop"),
         json!({"metadata": {"name": "web", "labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": "nginx:1.27",
-            "ports": [{"containerPort": 80}], "envFrom": [{"configMapRef": {"name": "web-config"}}]}]}}),
+            "ports": [{"containerPort": 80}], "envFrom": [{"configMapRef": {"name": "web-config"}}],
+            "volumeMounts": [{"name": "data", "mountPath": "/usr/share/nginx/html"}]}],
+            "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "web-data"}}]}}),
     )
     .await?;
     create(&Api::<Service>::namespaced(vc.clone(), "shop"), json!({"metadata": {"name": "web"}, "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}})).await?;
@@ -383,10 +401,12 @@ async fn show_network_policy(hc: &Client, ns: &str, tenant: &str) {
     }
 }
 
-/// Whether the sample pod is Running in the virtual API.
+/// Whether the sample pod is Running and its claim Bound in the virtual API.
 async fn settled(vc: &Client) -> bool {
     let pods: Api<Pod> = Api::namespaced(vc.clone(), "shop");
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(vc.clone(), "shop");
     matches!(pods.get_opt("web").await, Ok(Some(p)) if p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+        && matches!(claims.get_opt("web-data").await, Ok(Some(c)) if c.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound"))
 }
 
 /// Virtual objects and their host counterparts, found by the markers on the host side.
@@ -429,6 +449,20 @@ async fn table(vc: &Client, hc: &Client, ns: &str, tenant: &str) -> anyhow::Resu
     collect_host!(Secret, |_: &Secret| String::new());
     collect_host!(Ingress, |_: &Ingress| String::new());
     collect_host!(NetworkPolicy, |_: &NetworkPolicy| String::new());
+    let claim_status = |c: &PersistentVolumeClaim| {
+        let st = c.status.as_ref();
+        format!(
+            "{} {}",
+            st.and_then(|s| s.phase.clone()).unwrap_or_default(),
+            st.and_then(|s| s.capacity.as_ref())
+                .and_then(|c| c.get("storage"))
+                .map(|q| q.0.clone())
+                .unwrap_or_default()
+        )
+        .trim()
+        .to_string()
+    };
+    collect_host!(PersistentVolumeClaim, claim_status);
 
     let mut rows = vec![(
         "KIND".to_string(),
@@ -473,6 +507,19 @@ async fn table(vc: &Client, hc: &Client, ns: &str, tenant: &str) -> anyhow::Resu
         if host.contains_key(&("ConfigMap".to_string(), cns.clone(), cname.clone())) {
             row("ConfigMap", cns, cname, String::new());
         }
+    }
+    for c in Api::<PersistentVolumeClaim>::all(vc.clone())
+        .list(&lp)
+        .await?
+        .items
+    {
+        let status = claim_status(&c);
+        row(
+            "PersistentVolumeClaim",
+            c.namespace().unwrap_or_default(),
+            c.name_any(),
+            status,
+        );
     }
     for i in Api::<Ingress>::all(vc.clone()).list(&lp).await?.items {
         row(

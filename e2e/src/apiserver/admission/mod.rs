@@ -105,8 +105,57 @@ pub fn admit_create(
         }
         (g, _) => defaults::default_other(g, def.kind, obj, true),
     }
+    if def.group.is_empty() && def.plural == "persistentvolumeclaims" {
+        default_storage_class(&st.store, obj);
+    }
+    storage_protection(def, obj);
     defaults::order_object(obj);
     Ok(())
+}
+
+/// The claim finalizer that the pvc-protection controller releases once no pod uses the claim.
+pub const PVC_PROTECTION: &str = "kubernetes.io/pvc-protection";
+/// The volume finalizer that the pv-protection controller releases once no claim is bound.
+pub const PV_PROTECTION: &str = "kubernetes.io/pv-protection";
+/// The annotation that marks the default StorageClass.
+pub const DEFAULT_CLASS_ANNOTATION: &str = "storageclass.kubernetes.io/is-default-class";
+
+/// StorageObjectInUseProtection: new claims and volumes get their protection finalizer.
+fn storage_protection(def: &ResourceDef, obj: &mut Value) {
+    let f = match (def.group, def.plural) {
+        ("", "persistentvolumeclaims") => PVC_PROTECTION,
+        ("", "persistentvolumes") => PV_PROTECTION,
+        _ => return,
+    };
+    match obj["metadata"]["finalizers"].as_array_mut() {
+        Some(a) if a.iter().any(|x| x == f) => {}
+        Some(a) => a.push(json!(f)),
+        None => obj["metadata"]["finalizers"] = json!([f]),
+    }
+}
+
+/// DefaultStorageClass: a claim without `storageClassName` (absent, not empty) gets the default
+/// class (the newest one when several are marked, as kube-apiserver picks).
+fn default_storage_class(store: &super::store::Store, obj: &mut Value) {
+    if !obj["spec"].is_object() || obj["spec"].get("storageClassName").is_some() {
+        return;
+    }
+    let default = store
+        .list("storageclasses", None)
+        .filter(|c| c["metadata"]["annotations"][DEFAULT_CLASS_ANNOTATION] == "true")
+        .max_by(|a, b| {
+            let t = |c: &Value| {
+                c["metadata"]["creationTimestamp"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string()
+            };
+            t(a).cmp(&t(b))
+        })
+        .and_then(|c| c["metadata"]["name"].as_str().map(str::to_string));
+    if let Some(name) = default {
+        obj["spec"]["storageClassName"] = json!(name);
+    }
 }
 
 /// Allocate the ClusterIP and node ports of a service being created.
@@ -371,10 +420,40 @@ pub fn admit_update(
             }
         }
         ("", "nodes") => defaults::default_node(obj),
+        ("", "persistentvolumeclaims") => {
+            defaults::default_other("", def.kind, obj, false);
+            resize_allowed(&st.store, old, obj).map_err(|r| forbidden(def, &obj_name(obj), &r))?;
+        }
         (g, _) => defaults::default_other(g, def.kind, obj, false),
     }
     defaults::order_object(obj);
     Ok(())
+}
+
+/// PersistentVolumeClaimResize: a larger storage request needs a bound, dynamically provisioned
+/// claim whose StorageClass has `allowVolumeExpansion: true`.
+fn resize_allowed(store: &super::store::Store, old: &Value, new: &Value) -> Result<(), String> {
+    let size = |o: &Value| {
+        o["spec"]["resources"]["requests"]["storage"]
+            .as_str()
+            .and_then(quantity::Quantity::parse)
+    };
+    let (Some(before), Some(after)) = (size(old), size(new)) else {
+        return Ok(());
+    };
+    if after <= before || old["status"]["phase"] != "Bound" {
+        return Ok(());
+    }
+    let class = old["spec"]["storageClassName"].as_str().unwrap_or("");
+    let expandable = !class.is_empty()
+        && store
+            .get("storageclasses", "", class)
+            .is_some_and(|c| c["allowVolumeExpansion"] == json!(true));
+    if expandable {
+        Ok(())
+    } else {
+        Err("only dynamically provisioned pvc can be resized and the storageclass that provisions the pvc must support resize".into())
+    }
 }
 
 /// Release what the object held (IPs, ports).

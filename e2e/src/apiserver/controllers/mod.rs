@@ -1,7 +1,8 @@
 //! What kube-controller-manager does around the store: the serviceaccount controller and
 //! root-ca-cert-publisher (per-namespace defaults), the namespace controller, the garbage
 //! collector, the resource-quota controller, the ttl and node-lifecycle controllers (node
-//! annotation and condition taints) and the pod GC (terminating pods of vanished nodes).
+//! annotation and condition taints), the pod GC (terminating pods of vanished nodes), and the
+//! volume controllers that need no storage backend (pvc- and pv-protection, ephemeral volumes).
 //!
 //! One loop, woken by every store change (`rv_tx`) and by `controller_interval`. Each pass
 //! reads the changes since the previous pass from the store history (a full resync when the
@@ -12,6 +13,7 @@
 
 mod gc;
 mod namespace;
+mod volumes;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -95,6 +97,12 @@ struct Controllers {
     gc_owners: BTreeSet<Key>,
     pods_gc: BTreeSet<Key>,
     quota_ns: BTreeSet<String>,
+    /// Claims being deleted whose protection finalizer may be released.
+    pvc_check: BTreeSet<Key>,
+    /// Volumes being deleted whose protection finalizer may be released.
+    pv_check: BTreeSet<String>,
+    /// Pods whose generic ephemeral volumes may need their claims.
+    ephemeral: BTreeSet<Key>,
 }
 
 fn owner_uids(obj: &Value) -> Vec<String> {
@@ -268,6 +276,7 @@ impl Controllers {
                 }
             }
         }
+        volumes::observe(self, storage, ns, obj, etype);
         if !ns.is_empty() {
             if self.terminating.contains(ns) {
                 self.ns_dirty.insert(ns.to_string());
@@ -356,6 +365,7 @@ impl Controllers {
                 self.terminating.remove(&ns);
             }
         }
+        volumes::work(self, st);
         for ns in std::mem::take(&mut self.quota_ns) {
             sync_quotas(st, &ns);
         }

@@ -309,3 +309,85 @@ async fn controllers_stop_promptly() {
         .await
         .expect("stop returns promptly");
 }
+
+fn claim(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
+}
+
+fn pod_using(name: &str, volume: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+        "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "busybox"}], "volumes": [volume]}})
+}
+
+#[test]
+fn pvc_protection_waits_for_the_pod_using_the_claim() {
+    let mut st = state();
+    let mut ctl = Controllers::default();
+    settle(&mut ctl, &mut st);
+    let created = st
+        .create(def("persistentvolumeclaims"), "a", claim("data"), &ctx())
+        .unwrap();
+    assert_eq!(
+        created["metadata"]["finalizers"],
+        json!(["kubernetes.io/pvc-protection"]),
+        "StorageObjectInUseProtection adds the finalizer"
+    );
+    st.create(
+        def("pods"),
+        "a",
+        pod_using(
+            "p",
+            json!({"name": "v", "persistentVolumeClaim": {"claimName": "data"}}),
+        ),
+        &ctx(),
+    )
+    .unwrap();
+    settle(&mut ctl, &mut st);
+    st.delete(
+        def("persistentvolumeclaims"),
+        "a",
+        "data",
+        &DeleteOpts::default(),
+        &ctx(),
+    )
+    .unwrap();
+    settle(&mut ctl, &mut st);
+    let held = get(&st, "persistentvolumeclaims", "a", "data").expect("kept while in use");
+    assert!(!held["metadata"]["deletionTimestamp"].is_null());
+    // A terminated pod no longer protects the claim.
+    let mut pod = get(&st, "pods", "a", "p").unwrap();
+    pod["status"]["phase"] = json!("Succeeded");
+    let old = st.store.get("pods", "a", "p").unwrap();
+    st.update_from(def("pods"), "a", "p", &old, pod, Some("status"), &ctx())
+        .unwrap();
+    settle(&mut ctl, &mut st);
+    assert!(get(&st, "persistentvolumeclaims", "a", "data").is_none());
+}
+
+#[test]
+fn ephemeral_volumes_get_one_owned_claim_each() {
+    let mut st = state();
+    let mut ctl = Controllers::default();
+    settle(&mut ctl, &mut st);
+    let pod = st
+        .create(
+            def("pods"),
+            "a",
+            pod_using(
+                "web",
+                json!({"name": "scratch", "ephemeral": {"volumeClaimTemplate": {
+                    "metadata": {"labels": {"x": "y"}},
+                    "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}}}),
+            ),
+            &ctx(),
+        )
+        .unwrap();
+    settle(&mut ctl, &mut st);
+    let c = get(&st, "persistentvolumeclaims", "a", "web-scratch").expect("the claim");
+    assert_eq!(c["metadata"]["labels"]["x"], "y");
+    let owner = &c["metadata"]["ownerReferences"][0];
+    assert_eq!(owner["uid"], pod["metadata"]["uid"]);
+    assert_eq!(owner["controller"], json!(true));
+    assert_eq!(st.store.count("persistentvolumeclaims", Some("a")), 1);
+}

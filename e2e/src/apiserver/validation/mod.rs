@@ -24,6 +24,7 @@ pub mod networkpolicy;
 pub mod node;
 pub mod pod;
 pub mod priorityclass;
+pub mod pvc;
 pub mod secret;
 pub mod service;
 
@@ -132,6 +133,8 @@ fn validate_create_kind(group: &str, kind: &str, obj: &Value) -> Vec<FieldError>
         ("", "ConfigMap") => configmap::validate(obj),
         ("", "Secret") => secret::validate(obj),
         ("", "Pod") => pod::validate_create(obj),
+        ("", "PersistentVolumeClaim") => pvc::validate(obj),
+        ("", "PersistentVolume") => pvc::validate_pv(obj),
         ("", "Service") => service::validate(obj),
         ("", "Endpoints") => endpoints::validate_endpoints(obj),
         ("discovery.k8s.io", "EndpointSlice") => endpoints::validate_endpoint_slice(obj),
@@ -161,6 +164,8 @@ fn validate_update_kind(group: &str, kind: &str, new: &Value, old: &Value) -> Ve
         ("", "ConfigMap") => configmap::validate_update(new, old),
         ("", "Secret") => secret::validate_update(new, old),
         ("", "Pod") => pod::validate_update(new, old),
+        ("", "PersistentVolumeClaim") => pvc::validate_update(new, old),
+        ("", "PersistentVolume") => pvc::validate_pv_update(new, old),
         ("", "Service") => service::validate_update(new, old),
         ("", "Node") => node::validate_update(new, old),
         ("", "Namespace") => namespace::validate_update(new, old),
