@@ -42,13 +42,6 @@ fn denied(policy: &Policy) -> Vec<(Cidr, String)> {
             .into_iter()
             .map(|(c, why)| (c, why.to_owned())),
     );
-    out.extend(
-        policy
-            .host_facts
-            .service_cidrs
-            .iter()
-            .map(|c| (*c, "the host's Service CIDR".to_owned())),
-    );
     out
 }
 
@@ -95,6 +88,8 @@ fn check_ip_block(
         except.push(e);
     }
     if let Some((d, why)) = denied.iter().find(|(d, _)| d.covers(&cidr)) {
+        // Some reasons say "inside …" themselves (services.deniedCidrs, the Service CIDR).
+        let why = why.strip_prefix("inside ").unwrap_or(why);
         return Err(format!(
             "{cidr} lies inside {why} ({d}) and may never be a target"
         ));
@@ -352,7 +347,7 @@ mod tests {
     #[case::loopback("127.0.0.1/32", "loopback")]
     #[case::api_server("203.0.113.1/32", "the host API server")]
     #[case::node("198.51.100.7/32", "a host node")]
-    #[case::service_cidr("10.96.4.0/24", "the host's Service CIDR")]
+    #[case::service_cidr("10.96.4.0/24", "lies inside the host Service CIDR")]
     #[case::mapped_v6("::ffff:a9fe:a9fe/128", "IPv4-mapped IPv6")]
     #[case::outside_allowed(
         "192.0.2.0/24",
