@@ -118,12 +118,28 @@ pub async fn run_until(config: Config, shutdown: impl Future<Output = ()>) -> Re
     );
     // Service virtual IPs are never endpoint targets either; learned before the engine starts
     // so no endpoint is checked without them.
-    let learned = crate::service_cidr::learn(
-        &clients.host.client,
-        config.host_namespace.as_str(),
-        &config.host_service_cidrs,
+    let learned = match tokio::time::timeout(
+        config.api_timeout,
+        crate::service_cidr::learn(
+            &clients.host.client,
+            config.host_namespace.as_str(),
+            &config.host_service_cidrs,
+        ),
     )
-    .await;
+    .await
+    {
+        Ok(learned) => learned,
+        Err(_) => {
+            tracing::warn!(
+                "learning the host Service CIDRs timed out; using --host-service-cidr alone"
+            );
+            let mut l = crate::service_cidr::Learned::default();
+            for c in &config.host_service_cidrs {
+                l.add(*c, crate::service_cidr::Source::Flag);
+            }
+            l
+        }
+    };
     if learned.is_empty() {
         tracing::warn!(
             "no host Service CIDR known (set --host-service-cidr): endpoint addresses inside it are refused only once observed as ClusterIPs"
