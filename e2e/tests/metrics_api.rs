@@ -4,6 +4,8 @@
 //! test server serves `PodMetrics` like metrics-server, with each container's usage equal to
 //! its requests, so the figures shown are known.
 //!
+//! Also: vcsync's registration (Service, Endpoints, APIService) in the virtual cluster.
+//!
 //! Not covered here: `kubectl top` through the virtual API server, which needs API
 //! aggregation (APIService proxying) that the test API server does not implement.
 
