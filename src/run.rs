@@ -263,6 +263,38 @@ async fn lead_and_sync(
     )));
     // The metrics API reads the same caches; it writes nothing but access reviews, which
     // persist nothing, so it needs no leadership either.
+    // Registering it (Service, Endpoints, APIService in the virtual cluster) is a write, so it
+    // is the leader's, through the gated client.
+    let registration = match (&config.metrics_api, metrics_api.as_ref()) {
+        (Some(m), Some(bound)) => {
+            let port = bound.local_addr().map_or(m.bind.port(), |a| a.port());
+            match crate::metrics_api::register::registration(config.tenant.as_str(), m, port) {
+                Ok(reg) => Some(reg),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the metrics API is not registered in the virtual cluster");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    let registration = {
+        let (virt, gate) = (gate.client(raw_virt.clone()), gate.clone());
+        async move {
+            match registration {
+                Some(reg) => {
+                    crate::metrics_api::register::maintain(
+                        virt,
+                        gate,
+                        reg,
+                        futures::future::pending::<()>(),
+                    )
+                    .await;
+                }
+                None => futures::future::pending::<()>().await,
+            }
+        }
+    };
     let _metrics_api = metrics_api.map(|m| {
         AbortOnDrop(tokio::spawn(m.serve(
             engine.clone(),
@@ -283,6 +315,9 @@ async fn lead_and_sync(
         crate::kubeconfig::RESYNC,
         futures::future::pending::<()>(),
     );
+    let kubeconfig = async move {
+        futures::join!(kubeconfig, registration);
+    };
     if !config.leader_election.enabled {
         health.set_role(Role::Leading);
         info!("leader election is off; starting the sync engine");

@@ -227,7 +227,7 @@ impl Harness {
     pub fn metrics_api_config(&self) -> Option<vcsync::metrics_api::MetricsApiConfig> {
         let (_, paths) = self.kubelet_tls.as_ref()?;
         Some(vcsync::metrics_api::config(
-            "127.0.0.1".parse().expect("an IP"),
+            metrics_api_ip(),
             0,
             Some(paths.request_header_ca_crt.clone()),
             vec!["system:auth-proxy".into()],
@@ -284,6 +284,7 @@ impl Harness {
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let mut cfg = cfg;
+            let (metrics_api_cfg, tenant) = (metrics_api.clone(), cfg.tenant.clone());
             let metrics_api = match metrics_api {
                 Some(m) => Some(vcsync::metrics_api::bind(m).await.expect("metrics API")),
                 None => None,
@@ -301,6 +302,20 @@ impl Harness {
             let shared = Arc::new(
                 vcsync::sync::Shared::new(cfg, host.clone(), virt.clone()).with_policy(policy),
             );
+            let registration = match (&metrics_api_cfg, metrics_api.as_ref()) {
+                (Some(c), Some(m)) => {
+                    let port = m.local_addr().map_or(0, |a| a.port());
+                    let reg = vcsync::metrics_api::register::registration(&tenant, c, port)
+                        .expect("the serving CA is readable");
+                    Some(tokio::spawn(vcsync::metrics_api::register::maintain(
+                        virt.clone(),
+                        vcsync::gate::WriteGate::open(),
+                        reg,
+                        futures::future::pending::<()>(),
+                    )))
+                }
+                _ => None,
+            };
             let serve_metrics = metrics_api.map(|m| {
                 tokio::spawn(m.serve(
                     shared.clone(),
@@ -322,6 +337,10 @@ impl Harness {
                 let _ = rx.await;
             })
             .await;
+            if let Some(r) = registration {
+                r.abort();
+                let _ = r.await;
+            }
             if let Some(m) = serve_metrics {
                 m.abort();
                 let _ = m.await;
@@ -423,4 +442,20 @@ impl Drop for Harness {
             task.abort();
         }
     }
+}
+
+/// The address the in-process metrics API listens on: the machine's own non-loopback address
+/// (the one its default route uses), because the registration's Endpoints may not be loopback
+/// (kube-apiserver's validation, which the test API server implements, refuses 127.0.0.0/8).
+/// Nothing is sent: connecting a UDP socket only picks the route. Falls back to 127.0.0.1 on
+/// a machine without such an address; the Endpoints write is then refused and the tests
+/// that need it fail.
+pub fn metrics_api_ip() -> std::net::IpAddr {
+    let routed = std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| s.connect("203.0.113.1:9").map(|()| s))
+        .and_then(|s| s.local_addr())
+        .map(|a| a.ip())
+        .ok()
+        .filter(|ip| !ip.is_loopback() && !ip.is_unspecified());
+    routed.unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]))
 }

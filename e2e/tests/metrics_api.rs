@@ -4,6 +4,8 @@
 //! test server serves `PodMetrics` like metrics-server, with each container's usage equal to
 //! its requests, so the figures shown are known.
 //!
+//! Also: vcsync's registration (Service, Endpoints, APIService) in the virtual cluster.
+//!
 //! Not covered here: `kubectl top` through the virtual API server, which needs API
 //! aggregation (APIService proxying) that the test API server does not implement.
 
@@ -340,5 +342,126 @@ async fn metrics_api_shows_only_this_tenants_pods_to_authorized_users() {
         .is_err()
     );
 
+    h.stop_engine().await;
+}
+
+/// vcsync registers its metrics API in the virtual cluster as metrics-server's manifests do
+/// (selector-less Service, Endpoints at the listener, APIService with the serving CA), keeps
+/// it converged, and does not re-write it when it is as desired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metrics_api_is_registered_in_the_virtual_cluster() {
+    use k8s_openapi::api::core::v1::{Endpoints, Service};
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
+    use vcsync::metrics_api::register;
+
+    let mut h = Harness::new("reg").await;
+    assert!(
+        h.virtual_server.is_some(),
+        "this test runs the in-process engine's metrics API; it needs the test API servers"
+    );
+    let server_ca = std::fs::read(&h.k3s_tls().unwrap().server_ca_crt).unwrap();
+    h.start_engine();
+    let addr = wait_for(WAIT, "the metrics API to be bound", || async {
+        h.metrics_api_addr()
+    })
+    .await;
+
+    let api_services: Api<APIService> = Api::all(h.virt.clone());
+    let a = wait_for(WAIT, "the APIService v1beta1.metrics.k8s.io", || async {
+        api_services
+            .get_opt("v1beta1.metrics.k8s.io")
+            .await
+            .unwrap()
+    })
+    .await;
+    let spec = a.spec.clone().unwrap();
+    assert_eq!(spec.group.as_deref(), Some("metrics.k8s.io"));
+    assert_eq!(spec.version.as_deref(), Some("v1beta1"));
+    assert_eq!(
+        (spec.group_priority_minimum, spec.version_priority),
+        (100, 100)
+    );
+    assert_eq!(spec.ca_bundle.map(|b| b.0), Some(server_ca));
+    assert_eq!(spec.insecure_skip_tls_verify, None);
+    let svc_ref = spec.service.unwrap();
+    assert_eq!(
+        (
+            svc_ref.namespace.as_deref(),
+            svc_ref.name.as_deref(),
+            svc_ref.port
+        ),
+        (Some("kube-system"), Some("vcsync-metrics"), Some(443))
+    );
+
+    let services = h.virt_api::<Service>("kube-system");
+    let s = wait_for(WAIT, "the Service kube-system/vcsync-metrics", || async {
+        services.get_opt("vcsync-metrics").await.unwrap()
+    })
+    .await;
+    let sspec = s.spec.clone().unwrap();
+    assert_eq!(sspec.selector, None, "selector-less, like metrics-server's");
+    let port = &sspec.ports.unwrap()[0];
+    assert_eq!(
+        (port.port, port.target_port.clone()),
+        (443, Some(IntOrString::Int(i32::from(addr.port()))))
+    );
+    let endpoints = h.virt_api::<Endpoints>("kube-system");
+    let e = wait_for(WAIT, "the Endpoints kube-system/vcsync-metrics", || async {
+        endpoints.get_opt("vcsync-metrics").await.unwrap()
+    })
+    .await;
+    let subset = &e.subsets.clone().unwrap()[0];
+    assert_eq!(
+        subset.addresses.as_ref().unwrap()[0].ip,
+        addr.ip().to_string()
+    );
+    assert_eq!(
+        subset.ports.as_ref().unwrap()[0].port,
+        i32::from(addr.port())
+    );
+
+    // Another round over converged objects writes nothing.
+    let reg = register::registration(&h.tenant, &h.metrics_api_config().unwrap(), addr.port())
+        .map(|mut r| {
+            r.address = addr.ip();
+            r
+        })
+        .unwrap();
+    let want = register::desired(&reg);
+    let versions = |a: &APIService, s: &Service, e: &Endpoints| {
+        (
+            a.metadata.resource_version.clone(),
+            s.metadata.resource_version.clone(),
+            e.metadata.resource_version.clone(),
+        )
+    };
+    let before = versions(&a, &s, &e);
+    let errors = register::converge(&h.virt, &h.tenant, &want).await;
+    assert!(errors.is_empty(), "{errors:?}");
+    let now = (
+        api_services.get("v1beta1.metrics.k8s.io").await.unwrap(),
+        services.get("vcsync-metrics").await.unwrap(),
+        endpoints.get("vcsync-metrics").await.unwrap(),
+    );
+    assert_eq!(
+        versions(&now.0, &now.1, &now.2),
+        before,
+        "nothing re-written"
+    );
+
+    // A changed APIService is put back.
+    let mut drifted = now.0.clone();
+    let dspec = drifted.spec.as_mut().unwrap();
+    dspec.ca_bundle = None;
+    dspec.insecure_skip_tls_verify = Some(true);
+    api_services
+        .replace("v1beta1.metrics.k8s.io", &PostParams::default(), &drifted)
+        .await
+        .unwrap();
+    let errors = register::converge(&h.virt, &h.tenant, &want).await;
+    assert!(errors.is_empty(), "{errors:?}");
+    let back = api_services.get("v1beta1.metrics.k8s.io").await.unwrap();
+    assert_eq!(back.spec, want.api_service.spec);
     h.stop_engine().await;
 }

@@ -50,6 +50,15 @@ fn sandbox_syncs_the_sample_workload() {
         .nth(1)
         .unwrap_or_else(|| panic!("no pod metrics in:\n{stdout}"));
     assert!(top.lines().take(4).any(|l| l.starts_with("web ")), "{top}");
+    // The metrics API's registration in the virtual cluster.
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("v1beta1.metrics.k8s.io")
+                && l.contains("kube-system/vcsync-metrics")
+                && l.contains("k3s server CA")),
+        "{stdout}"
+    );
     let claim_row = stdout
         .lines()
         .find(|l| l.starts_with("PersistentVolumeClaim") && l.contains("shop/web-data"))

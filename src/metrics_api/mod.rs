@@ -19,6 +19,7 @@
 //! `pods.metrics.k8s.io` in the namespace asked (403 otherwise), as metrics-server's
 //! delegated authorization does.
 
+pub mod register;
 pub mod translate;
 
 use std::collections::HashMap;

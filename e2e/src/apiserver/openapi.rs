@@ -51,6 +51,10 @@ fn hex_upper(b: &[u8]) -> String {
 
 /// Go package path of a group's types, as OpenAPI definition names use it.
 fn definition_prefix(group: &str, version: &str) -> String {
+    // APIService's schema lives in kube-aggregator's tree, not k8s.io/api's.
+    if group == "apiregistration.k8s.io" {
+        return format!("io.k8s.kube-aggregator.pkg.apis.apiregistration.{version}");
+    }
     let pkg = match group {
         "" => "core",
         g => g.split('.').next().unwrap_or(g),

@@ -412,6 +412,18 @@ pub static RESOURCES: &[ResourceDef] = &[
         &[]
     ),
     res!(
+        "apiregistration.k8s.io",
+        "v1",
+        "apiservices",
+        "apiservice",
+        "APIService",
+        false,
+        STD,
+        &[],
+        &["api-extensions"],
+        &[sub("status", "APIService", GPU)]
+    ),
+    res!(
         "storage.k8s.io",
         "v1",
         "storageclasses",
@@ -448,6 +460,7 @@ pub fn group_version_known(group: &str, version: &str) -> bool {
 
 /// The API groups (non-core) in the order `/apis` lists them (kube-apiserver's priority order).
 pub const GROUP_ORDER: &[&str] = &[
+    "apiregistration.k8s.io",
     "events.k8s.io",
     "networking.k8s.io",
     "storage.k8s.io",

@@ -146,8 +146,10 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     // vcsync's metrics.k8s.io API, called as the virtual API server's aggregator would (with
     // the front-proxy certificate of the virtual server's PKI).
-    let metrics_api = vcsync::metrics_api::bind(vcsync::metrics_api::config(
-        loopback,
+    // On the machine's own address, not loopback: vcsync registers it in the virtual cluster
+    // (Service, Endpoints, APIService), and Endpoints may not point at loopback.
+    let metrics_api_cfg = vcsync::metrics_api::config(
+        vcsync_e2e::harness::metrics_api_ip(),
         0,
         Some(tls.request_header_ca_crt.clone()),
         vec!["system:auth-proxy".into()],
@@ -155,8 +157,19 @@ async fn main() -> anyhow::Result<()> {
             ca_cert: tls.server_ca_crt.clone(),
             ca_key: tls.server_ca_key.clone(),
         },
-    ))
-    .await?;
+    );
+    let metrics_api = vcsync::metrics_api::bind(metrics_api_cfg.clone()).await?;
+    let registration = vcsync::metrics_api::register::registration(
+        &args.tenant,
+        &metrics_api_cfg,
+        metrics_api.local_addr().map_or(0, |a| a.port()),
+    )?;
+    let registration = tokio::spawn(vcsync::metrics_api::register::maintain(
+        vc.clone(),
+        vcsync::gate::WriteGate::open(),
+        registration,
+        futures::future::pending::<()>(),
+    ));
     let metrics_client = vcsync_e2e::kubelet::api_server::client::KubeletClient::new(
         metrics_api
             .local_addr()
@@ -233,6 +246,7 @@ async fn main() -> anyhow::Result<()> {
                         show_workload_access(&virtual_kc).await;
                         show_network_policy(&hc, ns, &args.tenant).await;
                         show_pod_metrics(&metrics_client).await;
+                        show_metrics_registration(&vc).await;
                     }
                     last = table;
                 }
@@ -248,6 +262,7 @@ async fn main() -> anyhow::Result<()> {
     let _ = engine.await;
     kubelet_api.abort();
     metrics_api.abort();
+    registration.abort();
     kubelet.stop().await?;
     drop((host, virt));
     Ok(())
@@ -282,6 +297,48 @@ async fn show_workload_access(virtual_kc: &std::path::Path) {
 /// What `kubectl top pods -n shop` would print, from vcsync's metrics API called as the
 /// virtual API server's aggregator calls it (the test API server does not aggregate APIs, so
 /// `kubectl top` itself cannot reach it here).
+/// The APIService vcsync registered for its metrics API (polled briefly: it is written by a
+/// loop of its own).
+async fn show_metrics_registration(vc: &kube::Client) {
+    use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
+    println!("$ kubectl get apiservice v1beta1.metrics.k8s.io   (registered by vcsync)");
+    let api: kube::Api<APIService> = kube::Api::all(vc.clone());
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let found = loop {
+        match api.get_opt("v1beta1.metrics.k8s.io").await {
+            Ok(Some(a)) => break Some(a),
+            _ if tokio::time::Instant::now() > deadline => break None,
+            _ => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+        }
+    };
+    let Some(a) = found else {
+        println!("(not registered yet)\n");
+        return;
+    };
+    let spec = a.spec.unwrap_or_default();
+    let service = spec
+        .service
+        .map(|s| {
+            format!(
+                "{}/{}",
+                s.namespace.unwrap_or_default(),
+                s.name.unwrap_or_default()
+            )
+        })
+        .unwrap_or_else(|| "Local".into());
+    println!("{:<24} {:<28} CA", "NAME", "SERVICE");
+    println!(
+        "{:<24} {:<28} {}\n",
+        "v1beta1.metrics.k8s.io",
+        service,
+        if spec.ca_bundle.is_some() {
+            "k3s server CA"
+        } else {
+            "none (insecureSkipTLSVerify)"
+        }
+    );
+}
+
 async fn show_pod_metrics(client: &vcsync_e2e::kubelet::api_server::client::KubeletClient) {
     println!(
         "$ kubectl top pods -n shop   (vcsync's metrics.k8s.io, called as the aggregator would)"
