@@ -226,9 +226,12 @@ impl Harness {
     /// the serving certificate, as with k3s.
     pub fn metrics_api_config(&self) -> Option<vcsync::metrics_api::MetricsApiConfig> {
         let (_, paths) = self.kubelet_tls.as_ref()?;
+        // The port of the first start is kept across restarts (as in production, where it is
+        // a flag), so the registration in the virtual cluster stays as written.
+        let port = self.metrics_api_addr().map_or(0, |a| a.port());
         Some(vcsync::metrics_api::config(
             metrics_api_ip(),
-            0,
+            port,
             Some(paths.request_header_ca_crt.clone()),
             vec!["system:auth-proxy".into()],
             vcsync::kubelet::ServingCert::SignedBy {

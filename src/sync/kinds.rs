@@ -171,6 +171,17 @@ fn is_virtual_api_service<K: SyncKind>(v: &K) -> bool {
     v.meta().namespace.as_deref() == Some("default") && svc_name.as_deref() == Some("kubernetes")
 }
 
+/// Whether `v` is one vcsync itself keeps in the virtual cluster for this tenant (the metrics
+/// API's Service and Endpoints carry its managed-by label): those describe vcsync to the
+/// virtual API server and are never mirrored to the host.
+fn is_vcsync_virtual_object<K: SyncKind>(shared: &Shared, v: &K) -> bool {
+    v.meta()
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(markers::MANAGED_BY))
+        .is_some_and(|t| *t == shared.cfg.tenant)
+}
+
 // ----- ConfigMap -----
 
 impl SyncKind for ConfigMap {
@@ -690,6 +701,7 @@ async fn reconcile_inner<K: SyncKind>(v: &K, s: &KindSync<K>) -> Result<Action, 
 
     let wanted = v.meta().deletion_timestamp.is_none()
         && !is_virtual_api_service::<K>(v)
+        && !is_vcsync_virtual_object(shared, v)
         && K::wanted(shared, v).await?;
     if !wanted {
         // A host copy already being deleted (a claim held by pvc-protection) needs no second
