@@ -38,8 +38,10 @@
 //!   translated from the host namespace's pod metrics.
 //! - [`run`]: the `vcsync run` command.
 //! - [`translate`] and [`sync`]: the pure translation and the controllers.
+//! - [`cache`]: the compact projections the controllers cache ([`cache::HostPod`]).
 #![forbid(unsafe_code)]
 
+pub mod cache;
 pub mod config;
 pub mod gate;
 pub mod guardrails;

@@ -163,7 +163,7 @@ fn resolve(
     let host = host_name(&shared.cfg.tenant, ns, name, NameRule::Dns1123Subdomain);
     let owned = shared
         .host_pods
-        .get(&ObjectRef::<Pod>::new(&host).within(&shared.cfg.host_namespace))
+        .get(&ObjectRef::<crate::cache::HostPod>::new(&host).within(&shared.cfg.host_namespace))
         .filter(|h| {
             h.labels().get(markers::MANAGED_BY) == Some(&shared.cfg.tenant)
                 && h.annotations().get(markers::VIRTUAL_UID) == vpod.uid().as_ref()
@@ -211,7 +211,10 @@ fn pods(ctx: &Ctx) -> Response<Body> {
             );
             shared
                 .host_pods
-                .get(&ObjectRef::<Pod>::new(&host).within(&shared.cfg.host_namespace))
+                .get(
+                    &ObjectRef::<crate::cache::HostPod>::new(&host)
+                        .within(&shared.cfg.host_namespace),
+                )
                 .is_some()
         })
         .map(|p| {

@@ -459,7 +459,8 @@ async fn answer(ctx: &Ctx, req: &Request<Incoming>) -> Response<Body> {
         ctx.shared.host_pods.state(),
         ctx.shared.virtual_pods.state(),
     );
-    let hosts: HashMap<String, &Pod> = hosts.iter().map(|p| (p.name_any(), &**p)).collect();
+    let hosts: HashMap<String, &crate::cache::HostPod> =
+        hosts.iter().map(|p| (p.name_any(), &**p)).collect();
     let virts: HashMap<(String, String), &Pod> = virts
         .iter()
         .map(|p| ((p.namespace().unwrap_or_default(), p.name_any()), &**p))

@@ -255,12 +255,12 @@ pub struct Scope<'a> {
 
 /// The virtual pod a host `PodMetrics` belongs to, when it belongs to this tenant at all.
 ///
-/// `host_pod` looks a host pod up by name in the host namespace; `virtual_pod` looks a
-/// virtual pod up by namespace and name.
-pub fn owner<'p>(
+/// `host_pod` looks a host pod (whole or as cached, [`crate::cache::HostPod`]) up by name in the
+/// host namespace; `virtual_pod` looks a virtual pod up by namespace and name.
+pub fn owner<'p, H: kube::Resource + 'p>(
     scope: &Scope<'_>,
     metrics: &PodMetrics,
-    host_pod: impl Fn(&str) -> Option<&'p Pod>,
+    host_pod: impl Fn(&str) -> Option<&'p H>,
     virtual_pod: impl Fn(&str, &str) -> Option<&'p Pod>,
 ) -> Option<&'p Pod> {
     if metrics.metadata.namespace.as_deref() != Some(scope.host_namespace) {
@@ -298,12 +298,12 @@ pub fn to_virtual(metrics: &PodMetrics, vpod: &Pod) -> PodMetrics {
 
 /// The tenant's `PodMetrics` among `host_items`, in `namespace` (all when `None`) and matching
 /// `selector`, sorted by namespace and name.
-pub fn translate_list<'p>(
+pub fn translate_list<'p, H: kube::Resource + 'p>(
     scope: &Scope<'_>,
     host_items: &[PodMetrics],
     namespace: Option<&str>,
     selector: &LabelSelector,
-    host_pod: impl Fn(&str) -> Option<&'p Pod>,
+    host_pod: impl Fn(&str) -> Option<&'p H>,
     virtual_pod: impl Fn(&str, &str) -> Option<&'p Pod>,
 ) -> Vec<PodMetrics> {
     let mut out: Vec<PodMetrics> = host_items

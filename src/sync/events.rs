@@ -37,7 +37,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Event, ObjectReference, Pod, Service};
+use k8s_openapi::api::core::v1::{Event, ObjectReference, Service};
+
+use crate::cache::HostPod;
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
@@ -465,7 +467,7 @@ impl EventSyncError {
 pub struct EventSync {
     pub shared: Arc<Shared>,
     /// This tenant's host pods, services and ingresses.
-    pub host_pods: Store<Pod>,
+    pub host_pods: Store<HostPod>,
     pub host_services: Store<Service>,
     pub host_ingresses: Store<Ingress>,
     /// Virtual events vcsync wrote (by the `managed-by` label), all namespaces.
@@ -563,7 +565,7 @@ pub async fn run(shared: Arc<Shared>, stop: Stop) {
     );
     let controller = Controller::for_stream(estream, host_events)
         .with_config(controller::Config::default().concurrency(shared.cfg.concurrency as u16))
-        .watches_stream(pstream, move |p: Pod| events_about(&i1, &n1, "Pod", &p))
+        .watches_stream(pstream, move |p: HostPod| events_about(&i1, &n1, "Pod", &p))
         .watches_stream(sstream, move |s: Service| {
             events_about(&i2, &n2, "Service", &s)
         })

@@ -20,13 +20,14 @@ use crate::markers;
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// Sweep `host` for orphans of `kind` until `shutdown`.
-pub async fn run<K>(
+pub async fn run<K, V>(
     shared: Arc<Shared>,
     kind: &'static str,
     host: Store<K>,
-    virt: Store<K>,
+    virt: Store<V>,
     shutdown: impl std::future::Future<Output = ()>,
 ) where
+    V: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
         + Clone
         + Debug
@@ -54,9 +55,11 @@ pub async fn run<K>(
 }
 
 /// Host objects of `kind` whose source is missing from the virtual cache (or has another uid).
-pub fn orphans<K>(tenant: &str, kind: &str, host: &Store<K>, virt: &Store<K>) -> Vec<Arc<K>>
+/// The host cache may hold a projection of the virtual kind ([`crate::cache::HostPod`]).
+pub fn orphans<K, V>(tenant: &str, kind: &str, host: &Store<K>, virt: &Store<V>) -> Vec<Arc<K>>
 where
     K: Resource<DynamicType = ()> + Clone,
+    V: Resource<DynamicType = ()> + Clone,
 {
     host.state()
         .into_iter()
@@ -75,8 +78,9 @@ where
         .collect()
 }
 
-async fn sweep_once<K>(shared: &Shared, kind: &'static str, host: &Store<K>, virt: &Store<K>)
+async fn sweep_once<K, V>(shared: &Shared, kind: &'static str, host: &Store<K>, virt: &Store<V>)
 where
+    V: Resource<DynamicType = ()> + Clone,
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
         + Clone
         + Debug

@@ -870,7 +870,7 @@ pub(super) async fn run_kind<K, S>(
     let controller =
         c.graceful_shutdown_on(stop.signal())
             .run(reconcile::<K>, error_policy::<K>, state);
-    let gc = super::gc::run::<K>(shared.clone(), K::KIND, host.clone(), virt, stop.signal());
+    let gc = super::gc::run::<K, K>(shared.clone(), K::KIND, host.clone(), virt, stop.signal());
     let sweep = async {
         if unwanted_sweep {
             sweep_unreferenced::<K>(&shared, &host, stop.signal()).await;

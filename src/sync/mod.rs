@@ -266,9 +266,9 @@ pub struct Shared {
     pub references: refs::RefIndex,
     /// This tenant's host pods: one cache for the pod sync, the event back-sync and the node
     /// back-sync (filled by the pod controller's watch).
-    pub host_pods: Store<k8s_openapi::api::core::v1::Pod>,
+    pub host_pods: Store<crate::cache::HostPod>,
     /// Every host pod change, for the consumers of [`Shared::host_pods`] that react to them.
-    pub host_pod_changes: tokio::sync::broadcast::Sender<Arc<k8s_openapi::api::core::v1::Pod>>,
+    pub host_pod_changes: tokio::sync::broadcast::Sender<Arc<crate::cache::HostPod>>,
     /// Wake the configmap / secret sync for objects a pod or ingress just referenced.
     pub triggers: Triggers,
     /// Metrics (reconciles, sync latency, caches); [`Shared::new`] starts with a private
@@ -306,9 +306,9 @@ struct Pending {
     virtual_ingresses: Option<reflector::store::Writer<k8s_openapi::api::networking::v1::Ingress>>,
     virtual_services: Option<reflector::store::Writer<k8s_openapi::api::core::v1::Service>>,
     virtual_namespaces: Option<reflector::store::Writer<k8s_openapi::api::core::v1::Namespace>>,
-    host_pods: Option<reflector::store::Writer<k8s_openapi::api::core::v1::Pod>>,
+    host_pods: Option<reflector::store::Writer<crate::cache::HostPod>>,
     /// Subscribed up front so no change is missed before the consumers start.
-    host_pod_changes: Vec<tokio::sync::broadcast::Receiver<Arc<k8s_openapi::api::core::v1::Pod>>>,
+    host_pod_changes: Vec<tokio::sync::broadcast::Receiver<Arc<crate::cache::HostPod>>>,
 }
 
 impl Shared {
@@ -826,9 +826,7 @@ impl Shared {
     }
 
     /// The writer of [`Shared::host_pods`] (taken once, by the pod controller).
-    pub fn take_host_pods_writer(
-        &self,
-    ) -> reflector::store::Writer<k8s_openapi::api::core::v1::Pod> {
+    pub fn take_host_pods_writer(&self) -> reflector::store::Writer<crate::cache::HostPod> {
         self.pending()
             .host_pods
             .take()
@@ -839,8 +837,7 @@ impl Shared {
     /// that falls behind skips ahead; it still reads the current state from the shared cache.
     pub fn host_pod_change_stream(
         &self,
-    ) -> impl Stream<Item = Result<k8s_openapi::api::core::v1::Pod, watcher::Error>> + Send + 'static
-    {
+    ) -> impl Stream<Item = Result<crate::cache::HostPod, watcher::Error>> + Send + 'static {
         let rx = self
             .pending()
             .host_pod_changes

@@ -45,7 +45,7 @@ use std::time::{Duration, Instant};
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{
     DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeSpec, NodeStatus,
-    NodeSystemInfo, Pod,
+    NodeSystemInfo,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -56,6 +56,7 @@ use kube::runtime::watcher;
 use serde_json::{Value, json};
 
 use super::{Shared, Stop, cached_stream};
+use crate::cache::HostPod;
 use crate::markers;
 
 /// Host node labels that are copied to virtual nodes; every other label stays on the host.
@@ -87,30 +88,29 @@ const ASSUMED_READY_MESSAGE: &str =
 
 /// Host nodes in use by `pods` (this tenant's host pods), each with the host IP of one pod on it
 /// (from the pod first by name that has one), for synthesized nodes.
-pub fn nodes_in_use(pods: &[Arc<Pod>]) -> BTreeMap<String, Option<String>> {
-    let mut sorted: Vec<&Pod> = pods.iter().map(Arc::as_ref).collect();
-    sorted.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-    let mut out: BTreeMap<String, Option<String>> = BTreeMap::new();
-    for p in sorted {
-        let Some(node) = p
-            .spec
-            .as_ref()
-            .and_then(|s| s.node_name.as_deref())
-            .filter(|n| !n.is_empty())
-        else {
+pub fn nodes_in_use(pods: &[Arc<HostPod>]) -> BTreeMap<String, Option<String>> {
+    // Each node's address is that of its pod first by name that has one: one pass, no sort
+    // (this runs on every batch of host pod changes, over all pods).
+    let mut best: BTreeMap<&str, Option<(&str, &str)>> = BTreeMap::new();
+    for p in pods {
+        let Some(node) = p.node_name() else {
             continue;
         };
-        let ip = p
+        let slot = best.entry(node).or_default();
+        let name = p.metadata.name.as_deref().unwrap_or_default();
+        if let Some(ip) = p
             .status
             .as_ref()
-            .and_then(|s| s.host_ip.clone())
-            .filter(|ip| !ip.is_empty());
-        let slot = out.entry(node.to_string()).or_default();
-        if slot.is_none() {
-            *slot = ip;
+            .and_then(|s| s.host_ip.as_deref())
+            .filter(|ip| !ip.is_empty())
+            && slot.is_none_or(|(n, _)| name < n)
+        {
+            *slot = Some((name, ip));
         }
     }
-    out
+    best.into_iter()
+        .map(|(node, first)| (node.to_string(), first.map(|(_, ip)| ip.to_string())))
+        .collect()
 }
 
 /// Whether a virtual node is this tenant's to update and delete.
@@ -338,7 +338,7 @@ struct HostRead {
 /// The node loop's state.
 struct NodeSync {
     shared: Arc<Shared>,
-    host_pods: Store<Pod>,
+    host_pods: Store<HostPod>,
     virtual_nodes: Store<Node>,
     host_nodes: HashMap<String, HostRead>,
     forbidden_until: Option<Instant>,
@@ -654,13 +654,13 @@ mod tests {
         }
     }
 
-    fn pod(name: &str, node: Option<&str>, ip: Option<&str>) -> Arc<Pod> {
-        Arc::new(Pod {
+    fn pod(name: &str, node: Option<&str>, ip: Option<&str>) -> Arc<HostPod> {
+        Arc::new(HostPod {
             metadata: ObjectMeta {
                 name: Some(name.into()),
                 ..Default::default()
             },
-            spec: Some(PodSpec {
+            spec: Some(crate::cache::HostPodSpec {
                 node_name: node.map(str::to_string),
                 ..Default::default()
             }),

@@ -26,10 +26,11 @@ use super::queue::FairQueue;
 use super::{
     Shared, SyncError, create_host, delete_host, key_of, reasons, replace_host, source_ref,
 };
+use crate::cache::HostPod;
 use crate::markers::{self, Ownership};
 use crate::metrics::{ApiLabel, Direction};
 use crate::translate::pod::{
-    PodEnv, TokenSource, host_pod, merge_into_host, token_secret_name, token_sources,
+    PodEnv, TokenSource, host_pod, host_pod_patch, token_secret_name, token_sources,
 };
 
 /// Label on token Secrets, so the secret sync never mistakes them for tenant secrets.
@@ -52,8 +53,8 @@ pub struct PodSync {
     pub shared: Arc<Shared>,
     /// Virtual pods (all namespaces).
     pub virtual_pods: Store<Pod>,
-    /// This tenant's host pods.
-    pub host_pods: Store<Pod>,
+    /// This tenant's host pods (projections: [`HostPod`]).
+    pub host_pods: Store<HostPod>,
     /// This tenant's token Secrets.
     pub token_secrets: Store<Secret>,
     /// Service addresses pods are pointed at, found once and kept (ClusterIPs never change);
@@ -67,7 +68,7 @@ pub struct PodSync {
     /// created pod and when): a reconcile before the cache catches up (after a host API outage
     /// its watch may lag by the watcher's backoff) must not create the pod again (a 409 and a
     /// GET), nor take the missing pod for one that vanished.
-    created: Mutex<HashMap<String, (Arc<Pod>, std::time::Instant)>>,
+    created: Mutex<HashMap<String, (Arc<HostPod>, std::time::Instant)>>,
 }
 
 /// How long a created host pod stands in for the cache: longer than the watchers' backoff.
@@ -83,7 +84,7 @@ fn now_secs() -> i64 {
 impl PodSync {
     /// The host pod `name` as far as this process knows: the cache's copy, else one it created
     /// within [`CREATED_TTL`] that the cache does not show yet.
-    fn host_pod(&self, name: &str, namespace: &str) -> Option<Arc<Pod>> {
+    fn host_pod(&self, name: &str, namespace: &str) -> Option<Arc<HostPod>> {
         let mut created = self.created.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(h) = self.host_pods.get(&ObjectRef::new(name).within(namespace)) {
             created.remove(name);
@@ -106,7 +107,7 @@ impl PodSync {
             .remove(name);
     }
 
-    fn remember_created(&self, name: &str, pod: Pod) {
+    fn remember_created(&self, name: &str, pod: HostPod) {
         let mut created = self.created.lock().unwrap_or_else(|e| e.into_inner());
         if created.len() >= WRITTEN_CAP {
             created.retain(|_, (_, at)| at.elapsed() < CREATED_TTL);
@@ -192,7 +193,7 @@ pub async fn run(shared: Arc<Shared>, stop: super::Stop) {
     let hstream = shared.metrics.cached_stream_into(
         ApiLabel::Host,
         KIND,
-        shared.host_api::<Pod>(),
+        shared.host_api::<HostPod>(),
         shared.host_watch_config(),
         shared.take_host_pods_writer(),
     );
@@ -245,7 +246,7 @@ pub async fn run(shared: Arc<Shared>, stop: super::Stop) {
             let _ = shared.host_pod_changes.send(Arc::new(h.clone()));
         }
         if let Ok(h) = r
-            && let Some(src) = source_ref::<Pod, Pod>(&tenant, KIND, &h)
+            && let Some(src) = source_ref::<Pod, HostPod>(&tenant, KIND, &h)
         {
             queue.add((src.namespace.unwrap_or_default(), src.name));
         }
@@ -273,7 +274,7 @@ pub async fn run(shared: Arc<Shared>, stop: super::Stop) {
         host_pods.clone(),
         stop.signal(),
     );
-    let gc = super::gc::run::<Pod>(shared.clone(), KIND, host_pods, virtual_pods, stop.signal());
+    let gc = super::gc::run(shared.clone(), KIND, host_pods, virtual_pods, stop.signal());
     futures::join!(feed_virtual, feed_host, feed_tokens, workers, gc, objects);
 }
 
@@ -490,11 +491,25 @@ async fn reconcile_inner(vp: &Pod, sync: &PodSync) -> Result<Option<Duration>, S
                 finalize_virtual(shared, &ns, &vname, vp.metadata.uid.as_deref()).await?;
                 return Ok(None);
             }
-            let created = create_host(&host_api, KIND, &desired).await?;
-            sync.remember_created(&host_name, created.clone());
+            // The tokens are minted while the pod is created: they do not depend on it (only
+            // the Secret does, for its owner), and the pod waits for its Secret volume anyway.
+            let sources = token_sources(vp);
+            let (created, minted) = tokio::join!(create_host(&host_api, KIND, &desired), async {
+                if sources.is_empty() {
+                    Ok(None)
+                } else {
+                    mint(shared, vp, &sources).await.map(Some)
+                }
+            });
+            let created = HostPod::from(&created?);
             shared.metrics.change_applied(Direction::Down, KIND, &key);
             tracing::info!(key, host = host_name, "created host pod");
-            ensure_tokens(sync, vp, &created).await?;
+            let tokens = match minted {
+                Ok(minted) => ensure_tokens(sync, vp, &created.metadata, minted).await,
+                Err(e) => Err(e),
+            };
+            sync.remember_created(&host_name, created);
+            tokens?;
             return Ok(None);
         }
         (Some(_), Some(Ownership::Foreign)) => {
@@ -521,12 +536,23 @@ async fn reconcile_inner(vp: &Pod, sync: &PodSync) -> Result<Option<Duration>, S
     };
 
     if host.metadata.deletion_timestamp.is_none()
-        && let Some(updated) = merge_into_host(&host, &desired)
+        && let Some(patch) = host_pod_patch(&host, &desired)
     {
-        replace_host(&host_api, KIND, &updated).await?;
+        let params = PatchParams {
+            field_manager: Some(markers::FIELD_MANAGER.into()),
+            ..PatchParams::default()
+        };
+        host_api
+            .patch(&host_name, &params, &Patch::Strategic(&patch))
+            .await
+            .map_err(|source| SyncError::UpdateHost {
+                kind: KIND,
+                name: host_name.clone(),
+                source,
+            })?;
         shared.metrics.change_applied(Direction::Down, KIND, &key);
     }
-    let refresh = ensure_tokens(sync, vp, &host).await?;
+    let refresh = ensure_tokens(sync, vp, &host.metadata, None).await?;
     sync_up(shared, vp, &host).await?;
     Ok(refresh)
 }
@@ -575,16 +601,12 @@ fn upward_status(host: &PodStatus, virt: Option<&PodStatus>) -> PodStatus {
 }
 
 /// Bind the virtual pod to the host pod's node and copy the host status up.
-async fn sync_up(shared: &Shared, vp: &Pod, host: &Pod) -> Result<(), SyncError> {
+async fn sync_up(shared: &Shared, vp: &Pod, host: &HostPod) -> Result<(), SyncError> {
     let ns = vp.namespace().unwrap_or_default();
     let name = vp.name_any();
     let key = format!("{ns}/{name}");
     let api: Api<Pod> = Api::namespaced(shared.virt.clone(), &ns);
-    let host_node = host
-        .spec
-        .as_ref()
-        .and_then(|s| s.node_name.clone())
-        .filter(|n| !n.is_empty());
+    let host_node = host.node_name().map(str::to_owned);
     let virt_node = vp
         .spec
         .as_ref()
@@ -631,24 +653,29 @@ async fn sync_up(shared: &Shared, vp: &Pod, host: &Pod) -> Result<(), SyncError>
     Ok(())
 }
 
+/// Tokens minted for a pod: the Secret data and when to mint again.
+type Minted = (BTreeMap<String, ByteString>, i64);
+
 /// Make sure the host pod's token Secret exists and is fresh; returns when to look again.
+/// `minted`: tokens already minted for this pod, used if new ones are needed.
 async fn ensure_tokens(
     sync: &PodSync,
     vp: &Pod,
-    host: &Pod,
+    host: &ObjectMeta,
+    minted: Option<Minted>,
 ) -> Result<Option<Duration>, SyncError> {
     let sources = token_sources(vp);
     if sources.is_empty() {
         return Ok(None);
     }
     let shared = &sync.shared;
-    let host_name = host.name_any();
+    let host_name = host.name.clone().unwrap_or_default();
     let secret_name = token_secret_name(&host_name);
     let existing = sync
         .token_secrets
         .get(&ObjectRef::new(&secret_name).within(&shared.cfg.host_namespace));
     let now = now_secs();
-    let host_uid = host.metadata.uid.clone().unwrap_or_default();
+    let host_uid = host.uid.clone().unwrap_or_default();
     // Until the cache shows the Secret (its watch feed then forgets the entry), trust what this
     // process wrote.
     if existing.is_none()
@@ -672,12 +699,15 @@ async fn ensure_tokens(
         let owner_ok = s
             .owner_references()
             .iter()
-            .any(|o| Some(&o.uid) == host.metadata.uid.as_ref());
+            .any(|o| Some(&o.uid) == host.uid.as_ref());
         if refresh_at > now && owner_ok {
             return Ok(Some(Duration::from_secs((refresh_at - now) as u64)));
         }
     }
-    let (data, refresh_at) = mint(shared, vp, &sources).await?;
+    let (data, refresh_at) = match minted {
+        Some(m) => m,
+        None => mint(shared, vp, &sources).await?,
+    };
     let mut labels = shared.ctx.source(KIND, &vp.metadata).labels();
     labels.insert(TOKEN_ROLE_LABEL.into(), TOKEN_ROLE.into());
     let mut annotations = shared.ctx.source(KIND, &vp.metadata).annotations();
@@ -693,7 +723,7 @@ async fn ensure_tokens(
                 api_version: "v1".into(),
                 kind: "Pod".into(),
                 name: host_name.clone(),
-                uid: host.metadata.uid.clone().unwrap_or_default(),
+                uid: host_uid.clone(),
                 controller: Some(true),
                 block_owner_deletion: None,
             }]),
@@ -742,11 +772,7 @@ async fn ensure_tokens(
 
 /// Mint one token per source from the virtual API, bound to the virtual pod. Returns the Secret
 /// data and when to refresh (at 80% of the shortest lifetime, as the kubelet does).
-async fn mint(
-    shared: &Shared,
-    vp: &Pod,
-    sources: &[TokenSource],
-) -> Result<(BTreeMap<String, ByteString>, i64), SyncError> {
+async fn mint(shared: &Shared, vp: &Pod, sources: &[TokenSource]) -> Result<Minted, SyncError> {
     let ns = vp.namespace().unwrap_or_default();
     let key = key_of(vp);
     let sa = vp

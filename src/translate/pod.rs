@@ -13,7 +13,7 @@
 //! * the tenant's `nodeName` is dropped: the host schedules, and vcsync binds the virtual pod to
 //!   whatever node the host chose.
 //!
-//! After creation only what Kubernetes lets change on a pod is updated ([`merge_into_host`]).
+//! After creation only what Kubernetes lets change on a pod is updated ([`host_pod_patch`]).
 
 use std::collections::BTreeMap;
 
@@ -24,6 +24,7 @@ use k8s_openapi::api::core::v1::{
 };
 
 use super::{Context, NameRule, TranslateError};
+use crate::cache::{ContainerImage, HostPod};
 use crate::markers;
 
 /// Facts about the tenant's environment in the host namespace that pod translation needs.
@@ -497,40 +498,111 @@ pub fn host_pod(ctx: &Context, env: &PodEnv, pod: &Pod) -> Result<Pod, Vec<Trans
     })
 }
 
-/// Update an existing host pod towards `desired`, touching only what Kubernetes lets change
-/// after creation: labels and annotations (vcsync's keys; keys the host's own controllers added
-/// are left alone), container and init-container images, activeDeadlineSeconds, and tolerations
-/// (additions only). Returns the updated pod, or `None` when nothing needs writing.
-pub fn merge_into_host(actual: &Pod, desired: &Pod) -> Option<Pod> {
-    let mut out = actual.clone();
-    super::merge_owned_meta(&mut out.metadata, &desired.metadata);
-    if let (Some(o), Some(d)) = (out.spec.as_mut(), desired.spec.as_ref()) {
-        for (oc, dc) in o.containers.iter_mut().zip(&d.containers) {
-            if oc.name == dc.name && dc.image.is_some() {
-                oc.image = dc.image.clone();
-            }
-        }
-        for (oc, dc) in o
-            .init_containers
-            .iter_mut()
-            .flatten()
-            .zip(d.init_containers.iter().flatten())
-        {
-            if oc.name == dc.name && dc.image.is_some() {
-                oc.image = dc.image.clone();
-            }
-        }
-        if d.active_deadline_seconds.is_some() {
-            o.active_deadline_seconds = d.active_deadline_seconds;
-        }
-        for t in d.tolerations.iter().flatten() {
-            let list = o.tolerations.get_or_insert_with(Vec::new);
-            if !list.contains(t) {
-                list.push(t.clone());
-            }
+/// The update that brings an existing host pod (as cached: [`HostPod`]) in step with
+/// `desired`, touching only what Kubernetes lets change after creation: labels and annotations
+/// (vcsync's keys; keys the host's own controllers added are left alone), container and
+/// init-container images, activeDeadlineSeconds, and tolerations (additions only).
+///
+/// Returns a strategic merge patch, or `None` when nothing needs writing. The patch names the
+/// cached resourceVersion, so it applies only to the pod it was computed from (409 otherwise, as
+/// an update would), and containers merge by name, so nothing vcsync does not own is sent.
+pub fn host_pod_patch(actual: &HostPod, desired: &Pod) -> Option<serde_json::Value> {
+    use serde_json::{Map, Value, json};
+    let mut patch = Map::new();
+
+    let mut meta = actual.metadata.clone();
+    super::merge_owned_meta(&mut meta, &desired.metadata);
+    let mut meta_patch = Map::new();
+    for (field, before, after) in [
+        ("labels", &actual.metadata.labels, &meta.labels),
+        (
+            "annotations",
+            &actual.metadata.annotations,
+            &meta.annotations,
+        ),
+    ] {
+        let diff = map_diff(before.as_ref(), after.as_ref());
+        if !diff.is_empty() {
+            meta_patch.insert(field.into(), Value::Object(diff));
         }
     }
-    (out != *actual).then_some(out)
+
+    let mut spec_patch = Map::new();
+    if let (Some(a), Some(d)) = (actual.spec.as_ref(), desired.spec.as_ref()) {
+        let images = |actual: &[ContainerImage],
+                      desired: &[k8s_openapi::api::core::v1::Container]| {
+            actual
+                .iter()
+                .zip(desired)
+                .filter(|(a, d)| a.name == d.name && d.image.is_some() && a.image != d.image)
+                .map(|(_, d)| json!({"name": d.name, "image": d.image}))
+                .collect::<Vec<_>>()
+        };
+        let changed = images(&a.containers, &d.containers);
+        if !changed.is_empty() {
+            spec_patch.insert("containers".into(), Value::Array(changed));
+        }
+        let changed = images(
+            a.init_containers.as_deref().unwrap_or_default(),
+            d.init_containers.as_deref().unwrap_or_default(),
+        );
+        if !changed.is_empty() {
+            spec_patch.insert("initContainers".into(), Value::Array(changed));
+        }
+        if d.active_deadline_seconds.is_some()
+            && d.active_deadline_seconds != a.active_deadline_seconds
+        {
+            spec_patch.insert(
+                "activeDeadlineSeconds".into(),
+                json!(d.active_deadline_seconds),
+            );
+        }
+        let mut tolerations = a.tolerations.clone().unwrap_or_default();
+        let before = tolerations.len();
+        for t in d.tolerations.iter().flatten() {
+            if !tolerations.contains(t) {
+                tolerations.push(t.clone());
+            }
+        }
+        // Tolerations are replaced as a whole (the list has no merge key): send them all.
+        if tolerations.len() != before {
+            spec_patch.insert("tolerations".into(), json!(tolerations));
+        }
+    }
+
+    if meta_patch.is_empty() && spec_patch.is_empty() {
+        return None;
+    }
+    if let Some(rv) = &actual.metadata.resource_version {
+        meta_patch.insert("resourceVersion".into(), json!(rv));
+    }
+    patch.insert("metadata".into(), Value::Object(meta_patch));
+    if !spec_patch.is_empty() {
+        patch.insert("spec".into(), Value::Object(spec_patch));
+    }
+    Some(Value::Object(patch))
+}
+
+/// The merge-patch form of the change from `before` to `after`: changed keys with their new
+/// value, removed keys as `null`.
+fn map_diff(
+    before: Option<&BTreeMap<String, String>>,
+    after: Option<&BTreeMap<String, String>>,
+) -> serde_json::Map<String, serde_json::Value> {
+    let empty = BTreeMap::new();
+    let (before, after) = (before.unwrap_or(&empty), after.unwrap_or(&empty));
+    let mut out = serde_json::Map::new();
+    for (k, v) in after {
+        if before.get(k) != Some(v) {
+            out.insert(k.clone(), serde_json::Value::String(v.clone()));
+        }
+    }
+    for k in before.keys() {
+        if !after.contains_key(k) {
+            out.insert(k.clone(), serde_json::Value::Null);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -816,9 +888,10 @@ mod tests {
     }
 
     #[test]
-    fn merge_only_touches_mutable_fields_and_keeps_host_keys() {
+    fn the_patch_only_touches_mutable_fields_and_keeps_host_keys() {
         let desired = host_pod(&ctx(), &env(), &mk_pod("default", "web")).unwrap();
         let mut actual = desired.clone();
+        actual.metadata.resource_version = Some("42".into());
         // What the host added: an annotation of its own and default tolerations.
         actual
             .metadata
@@ -832,35 +905,49 @@ mod tests {
             )
             .unwrap(),
         ]);
-        assert_eq!(
-            merge_into_host(&actual, &desired),
-            None,
-            "in sync: no write"
-        );
+        let actual = HostPod::from(&actual);
+        assert_eq!(host_pod_patch(&actual, &desired), None, "in sync: no write");
 
         let mut changed = desired.clone();
         changed.spec.as_mut().unwrap().containers[0].image = Some("nginx:1.28".into());
         changed.metadata.labels.as_mut().unwrap().remove("app");
-        let merged = merge_into_host(&actual, &changed).expect("an update");
+        changed.spec.as_mut().unwrap().active_deadline_seconds = Some(60);
+        changed.spec.as_mut().unwrap().tolerations = Some(vec![
+            serde_json::from_value(json!({"key": "gpu", "operator": "Exists"})).unwrap(),
+        ]);
+        let name = changed.spec.as_ref().unwrap().containers[0].name.clone();
+        let patch = host_pod_patch(&actual, &changed).expect("an update");
+        let mut want_annotations = serde_json::Map::new();
+        // The record of vcsync's own keys changes with the labels (no longer `app`).
+        for (k, v) in changed.metadata.annotations.iter().flatten() {
+            if actual.metadata.annotations.as_ref().unwrap().get(k) != Some(v) {
+                want_annotations.insert(k.clone(), json!(v));
+            }
+        }
+        let mut metadata = json!({"labels": {"app": null}, "resourceVersion": "42"});
+        if !want_annotations.is_empty() {
+            metadata["annotations"] = serde_json::Value::Object(want_annotations);
+        }
         assert_eq!(
-            merged.spec.as_ref().unwrap().containers[0].image.as_deref(),
-            Some("nginx:1.28")
+            patch,
+            json!({
+                "metadata": metadata,
+                "spec": {
+                    "containers": [{"name": name, "image": "nginx:1.28"}],
+                    "activeDeadlineSeconds": 60,
+                    // The host's toleration stays; the tenant's is added.
+                    "tolerations": [
+                        {"key": "node.kubernetes.io/not-ready", "operator": "Exists"},
+                        {"key": "gpu", "operator": "Exists"}
+                    ]
+                }
+            })
         );
-        assert!(!merged.metadata.labels.as_ref().unwrap().contains_key("app"));
-        assert_eq!(
-            merged.metadata.annotations.as_ref().unwrap()["kubernetes.io/limit-ranger"],
-            "x"
-        );
-        assert_eq!(
-            merged
-                .spec
-                .as_ref()
-                .unwrap()
-                .tolerations
-                .as_ref()
-                .unwrap()
-                .len(),
-            1
+        assert!(
+            patch["metadata"]
+                .get("annotations")
+                .is_none_or(|a| a.get("kubernetes.io/limit-ranger").is_none()),
+            "host keys are never sent"
         );
     }
 }
