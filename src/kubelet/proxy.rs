@@ -24,6 +24,7 @@ use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 
 use super::route::{Endpoint, PodKey, Route};
+use crate::cache::VirtualPod;
 use crate::markers;
 use crate::metrics::{Metrics, code_label};
 use crate::sync::Shared;
@@ -149,12 +150,12 @@ fn resolve(
     let not_found = |msg: String| Box::new(text(StatusCode::NOT_FOUND, msg));
     let Some(vpod) = shared
         .virtual_pods
-        .get(&ObjectRef::<Pod>::new(name).within(ns))
+        .get(&ObjectRef::<VirtualPod>::new(name).within(ns))
     else {
         return Err(not_found(format!("pod \"{ns}/{name}\" not found")));
     };
     if let Some(c) = container
-        && !has_container(&vpod, c)
+        && !vpod.pod().is_ok_and(|p| has_container(&p, c))
     {
         return Err(not_found(format!(
             "container \"{c}\" not found in pod \"{ns}/{name}\""
@@ -198,7 +199,7 @@ fn has_container(pod: &Pod, name: &str) -> bool {
 /// pods on all of them, and never a host object or another tenant's pod.
 fn pods(ctx: &Ctx) -> Response<Body> {
     let shared = &ctx.shared;
-    let mut items: Vec<Pod> = shared
+    let mut items: Vec<VirtualPod> = shared
         .virtual_pods
         .state()
         .into_iter()

@@ -37,7 +37,6 @@ use hyper_util::rt::TokioIo;
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
-use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::api::{Api, PostParams};
 use tokio::net::TcpListener;
@@ -461,7 +460,7 @@ async fn answer(ctx: &Ctx, req: &Request<Incoming>) -> Response<Body> {
     );
     let hosts: HashMap<String, &crate::cache::HostPod> =
         hosts.iter().map(|p| (p.name_any(), &**p)).collect();
-    let virts: HashMap<(String, String), &Pod> = virts
+    let virts: HashMap<(String, String), &crate::cache::VirtualPod> = virts
         .iter()
         .map(|p| ((p.namespace().unwrap_or_default(), p.name_any()), &**p))
         .collect();

@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
@@ -257,12 +256,12 @@ pub struct Scope<'a> {
 ///
 /// `host_pod` looks a host pod (whole or as cached, [`crate::cache::HostPod`]) up by name in the
 /// host namespace; `virtual_pod` looks a virtual pod up by namespace and name.
-pub fn owner<'p, H: kube::Resource + 'p>(
+pub fn owner<'p, H: kube::Resource + 'p, V: kube::Resource<DynamicType = ()> + 'p>(
     scope: &Scope<'_>,
     metrics: &PodMetrics,
     host_pod: impl Fn(&str) -> Option<&'p H>,
-    virtual_pod: impl Fn(&str, &str) -> Option<&'p Pod>,
-) -> Option<&'p Pod> {
+    virtual_pod: impl Fn(&str, &str) -> Option<&'p V>,
+) -> Option<&'p V> {
     if metrics.metadata.namespace.as_deref() != Some(scope.host_namespace) {
         return None;
     }
@@ -277,17 +276,18 @@ pub fn owner<'p, H: kube::Resource + 'p>(
         ann.get(markers::VIRTUAL_UID)?,
     );
     let vpod = virtual_pod(ns, name)?;
-    (vpod.metadata.uid.as_ref() == Some(uid)).then_some(vpod)
+    (vpod.meta().uid.as_ref() == Some(uid)).then_some(vpod)
 }
 
 /// The tenant's view of one host `PodMetrics` of its virtual pod `vpod`.
-pub fn to_virtual(metrics: &PodMetrics, vpod: &Pod) -> PodMetrics {
+pub fn to_virtual<V: kube::Resource>(metrics: &PodMetrics, vpod: &V) -> PodMetrics {
+    let meta = vpod.meta();
     PodMetrics {
         metadata: ObjectMeta {
-            name: vpod.metadata.name.clone(),
-            namespace: vpod.metadata.namespace.clone(),
-            labels: vpod.metadata.labels.clone(),
-            creation_timestamp: vpod.metadata.creation_timestamp.clone(),
+            name: meta.name.clone(),
+            namespace: meta.namespace.clone(),
+            labels: meta.labels.clone(),
+            creation_timestamp: meta.creation_timestamp.clone(),
             ..ObjectMeta::default()
         },
         timestamp: metrics.timestamp.clone(),
@@ -298,18 +298,18 @@ pub fn to_virtual(metrics: &PodMetrics, vpod: &Pod) -> PodMetrics {
 
 /// The tenant's `PodMetrics` among `host_items`, in `namespace` (all when `None`) and matching
 /// `selector`, sorted by namespace and name.
-pub fn translate_list<'p, H: kube::Resource + 'p>(
+pub fn translate_list<'p, H: kube::Resource + 'p, V: kube::Resource<DynamicType = ()> + 'p>(
     scope: &Scope<'_>,
     host_items: &[PodMetrics],
     namespace: Option<&str>,
     selector: &LabelSelector,
     host_pod: impl Fn(&str) -> Option<&'p H>,
-    virtual_pod: impl Fn(&str, &str) -> Option<&'p Pod>,
+    virtual_pod: impl Fn(&str, &str) -> Option<&'p V>,
 ) -> Vec<PodMetrics> {
     let mut out: Vec<PodMetrics> = host_items
         .iter()
         .filter_map(|m| Some((m, owner(scope, m, &host_pod, &virtual_pod)?)))
-        .filter(|(_, v)| namespace.is_none() || v.metadata.namespace.as_deref() == namespace)
+        .filter(|(_, v)| namespace.is_none() || v.meta().namespace.as_deref() == namespace)
         .filter(|(_, v)| selector.matches(v.labels()))
         .map(|(m, v)| to_virtual(m, v))
         .collect();
@@ -384,6 +384,7 @@ pub fn api_group_list() -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::api::core::v1::Pod;
     use rstest::rstest;
     use serde_json::json;
 

@@ -252,7 +252,7 @@ pub struct Shared {
     pub recorder: Recorder,
     pub backoff: Backoff,
     /// Virtual pods (filled by the pod controller's watch).
-    pub virtual_pods: Store<k8s_openapi::api::core::v1::Pod>,
+    pub virtual_pods: Store<crate::cache::VirtualPod>,
     /// Virtual ingresses (filled by the ingress controller's watch).
     pub virtual_ingresses: Store<k8s_openapi::api::networking::v1::Ingress>,
     /// Virtual services (filled by the service controller's watch; read by the endpoints and
@@ -302,7 +302,7 @@ struct Pending {
     >,
     secrets:
         Option<tokio::sync::mpsc::UnboundedReceiver<ObjectRef<k8s_openapi::api::core::v1::Secret>>>,
-    virtual_pods: Option<reflector::store::Writer<k8s_openapi::api::core::v1::Pod>>,
+    virtual_pods: Option<reflector::store::Writer<crate::cache::VirtualPod>>,
     virtual_ingresses: Option<reflector::store::Writer<k8s_openapi::api::networking::v1::Ingress>>,
     virtual_services: Option<reflector::store::Writer<k8s_openapi::api::core::v1::Service>>,
     virtual_namespaces: Option<reflector::store::Writer<k8s_openapi::api::core::v1::Namespace>>,
@@ -786,9 +786,7 @@ where
 
 impl Shared {
     /// The writer of [`Shared::virtual_pods`] (taken once, by the pod controller).
-    pub fn take_virtual_pods_writer(
-        &self,
-    ) -> reflector::store::Writer<k8s_openapi::api::core::v1::Pod> {
+    pub fn take_virtual_pods_writer(&self) -> reflector::store::Writer<crate::cache::VirtualPod> {
         self.pending()
             .virtual_pods
             .take()

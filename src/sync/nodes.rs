@@ -639,7 +639,7 @@ pub async fn run(shared: Arc<Shared>, stop: Stop) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{PodSpec, PodStatus};
+    use k8s_openapi::api::core::v1::PodStatus;
     use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
     use rstest::rstest;
 

@@ -26,7 +26,7 @@ use super::queue::FairQueue;
 use super::{
     Shared, SyncError, create_host, delete_host, key_of, reasons, replace_host, source_ref,
 };
-use crate::cache::HostPod;
+use crate::cache::{HostPod, VirtualPod};
 use crate::markers::{self, Ownership};
 use crate::metrics::{ApiLabel, Direction};
 use crate::translate::pod::{
@@ -51,8 +51,8 @@ const INCOMPLETE_ENV_TTL: Duration = Duration::from_secs(30);
 /// What the pod reconciler reads.
 pub struct PodSync {
     pub shared: Arc<Shared>,
-    /// Virtual pods (all namespaces).
-    pub virtual_pods: Store<Pod>,
+    /// Virtual pods (all namespaces; spec and status as JSON: [`VirtualPod`]).
+    pub virtual_pods: Store<VirtualPod>,
     /// This tenant's host pods (projections: [`HostPod`]).
     pub host_pods: Store<HostPod>,
     /// This tenant's token Secrets.
@@ -181,12 +181,12 @@ pub async fn run(shared: Arc<Shared>, stop: super::Stop) {
     let vstream = shared.metrics.cached_stream_observed(
         ApiLabel::Virtual,
         KIND,
-        Api::<Pod>::all(shared.virt.clone()),
+        Api::<VirtualPod>::all(shared.virt.clone()),
         watcher::Config::default(),
         writer,
         {
             let shared = shared.clone();
-            move |e: &watcher::Event<Pod>| shared.references.observe(e)
+            move |e: &watcher::Event<VirtualPod>| shared.references.observe(e)
         },
     );
     let host_pods = shared.host_pods.clone();
@@ -332,7 +332,7 @@ async fn process(sync: &PodSync, (ns, name): &(String, String)) -> Option<Durati
     // Standing by (not leading): queue here, decide from the caches once leading again.
     sync.shared.gate.opened().await;
     // A pod gone from the cache was deleted at once: the collector removes its host pod.
-    let Some(vp) = sync.virtual_pods.get(&ObjectRef::new(name).within(ns)) else {
+    let Some(cached) = sync.virtual_pods.get(&ObjectRef::new(name).within(ns)) else {
         sync.shared.waits.done(&format!("{KIND}/{ns}/{name}"));
         return None;
     };
@@ -344,6 +344,20 @@ async fn process(sync: &PodSync, (ns, name): &(String, String)) -> Option<Durati
         name = name.as_str()
     );
     let timer = sync.shared.metrics.start_reconcile(KIND);
+    // The cache holds spec and status as JSON; a pod whose JSON does not decode (a type
+    // k8s-openapi refuses) is refused like an untranslatable one, never half synced.
+    let vp = match cached.pod() {
+        Ok(p) => p,
+        Err(e) => {
+            let err = SyncError::Untranslatable {
+                kind: KIND,
+                key: key.clone(),
+                reasons: e.source.to_string(),
+            };
+            timer.finish_after(Err(&err));
+            return Some(on_error(sync, &cached.object_ref(&()), &key, &err).await);
+        }
+    };
     let result = reconcile_inner(&vp, sync).instrument_span(span).await;
     timer.finish_after(result.as_ref().copied());
     match result {
@@ -353,25 +367,26 @@ async fn process(sync: &PodSync, (ns, name): &(String, String)) -> Option<Durati
             sync.shared.waits.done(&format!("{KIND}/{key}"));
             next
         }
-        Err(err) => Some(on_error(sync, &vp, &key, &err).await),
+        Err(err) => Some(on_error(sync, &vp.object_ref(&()), &key, &err).await),
     }
 }
 
 /// Retry transient errors with backoff; tell the tenant about permanent ones and wait.
-async fn on_error(sync: &PodSync, vp: &Pod, key: &str, err: &SyncError) -> Duration {
+async fn on_error(
+    sync: &PodSync,
+    obj: &k8s_openapi::api::core::v1::ObjectReference,
+    key: &str,
+    err: &SyncError,
+) -> Duration {
     let shared = &sync.shared;
     if err.is_permanent() {
         tracing::warn!(controller = "pod", key, error = %err, reason = err.metric_label(), "refused");
-        shared
-            .warn(&vp.object_ref(&()), err.event_reason(), err.to_string())
-            .await;
+        shared.warn(obj, err.event_reason(), err.to_string()).await;
         // The pod's next change queues it again; this is only a safety net.
         return Duration::from_secs(300);
     }
     if matches!(err, SyncError::Waiting { .. }) {
-        shared
-            .note_wait(&vp.object_ref(&()), &format!("{KIND}/{key}"), err)
-            .await;
+        shared.note_wait(obj, &format!("{KIND}/{key}"), err).await;
     } else {
         tracing::info!(controller = "pod", key, error = %err, reason = err.metric_label(), "retrying");
     }

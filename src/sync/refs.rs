@@ -89,6 +89,21 @@ impl Referring for Pod {
     }
 }
 
+impl Referring for crate::cache::VirtualPod {
+    const REFERRER: Referrer = Referrer::Pod;
+
+    fn targets(&self) -> Vec<Target> {
+        match self.pod() {
+            Ok(p) => p.targets(),
+            Err(e) => {
+                // The pod sync reports the same error on the pod; it syncs nothing of it.
+                tracing::warn!(error = %e, "a cached virtual pod does not decode");
+                Vec::new()
+            }
+        }
+    }
+}
+
 impl Referring for Ingress {
     const REFERRER: Referrer = Referrer::Ingress;
 
