@@ -371,6 +371,10 @@ struct AboutInner {
     by_object: About,
     /// A list in progress: replaces `by_object` when done.
     listing: Option<About>,
+    /// Events whose object was not in this tenant's caches when they were last reconciled: the
+    /// only ones the object's arrival wakes ([`EventsByObject::take_waiting`]). Without this,
+    /// every change of a host pod would reconcile every event about it again.
+    waiting: About,
 }
 
 impl EventsByObject {
@@ -395,19 +399,26 @@ impl EventsByObject {
                 }
             }
             watcher::Event::Delete(ev) => {
-                if let Some((obj, name)) = key(ev)
-                    && let Some(names) = inner.by_object.get_mut(&obj)
-                {
-                    names.remove(&name);
-                    if names.is_empty() {
-                        inner.by_object.remove(&obj);
+                if let Some((obj, name)) = key(ev) {
+                    let AboutInner {
+                        by_object, waiting, ..
+                    } = &mut *inner;
+                    for map in [by_object, waiting] {
+                        if let Some(names) = map.get_mut(&obj) {
+                            names.remove(&name);
+                            if names.is_empty() {
+                                map.remove(&obj);
+                            }
+                        }
                     }
                 }
             }
             watcher::Event::Init => inner.listing = Some(About::new()),
             watcher::Event::InitApply(ev) => {
                 if let Some((obj, name)) = key(ev) {
-                    let AboutInner { by_object, listing } = &mut *inner;
+                    let AboutInner {
+                        by_object, listing, ..
+                    } = &mut *inner;
                     listing
                         .as_mut()
                         .unwrap_or(by_object)
@@ -419,9 +430,48 @@ impl EventsByObject {
             watcher::Event::InitDone => {
                 if let Some(listing) = inner.listing.take() {
                     inner.by_object = listing;
+                    // Events gone while the watch was down wait for nothing any more.
+                    let AboutInner {
+                        by_object, waiting, ..
+                    } = &mut *inner;
+                    waiting.retain(|obj, names| {
+                        let live = by_object.get(obj);
+                        names.retain(|n| live.is_some_and(|l| l.contains(n)));
+                        !names.is_empty()
+                    });
                 }
             }
         }
+    }
+
+    /// Record that host event `event` waits for host object `kind/name` to be cached.
+    pub fn wait(&self, kind: &str, name: &str, event: &str) {
+        self.lock()
+            .waiting
+            .entry((kind.to_string(), name.to_string()))
+            .or_default()
+            .insert(event.to_string());
+    }
+
+    /// Record that host event `event` no longer waits for host object `kind/name`.
+    pub fn resolved(&self, kind: &str, name: &str, event: &str) {
+        let mut inner = self.lock();
+        let obj = (kind.to_string(), name.to_string());
+        if let Some(names) = inner.waiting.get_mut(&obj) {
+            names.remove(event);
+            if names.is_empty() {
+                inner.waiting.remove(&obj);
+            }
+        }
+    }
+
+    /// Names of the host events waiting for host object `kind/name`, which no longer wait.
+    pub fn take_waiting(&self, kind: &str, name: &str) -> Vec<String> {
+        self.lock()
+            .waiting
+            .remove(&(kind.to_string(), name.to_string()))
+            .map(|names| names.into_iter().collect())
+            .unwrap_or_default()
     }
 
     /// Names of the host events about host object `kind/name`.
@@ -478,6 +528,55 @@ pub struct EventSync {
     pub updated: AtomicU64,
     /// Copies the virtual API refused for good (403, 422, ...).
     pub refused: AtomicU64,
+    /// Which host events wait for their object.
+    pub index: Arc<EventsByObject>,
+    /// Copies this process created that the virtual events cache may not show yet (by
+    /// namespace and name, as cached, with when): a second pass before the cache catches up
+    /// must not create them again (a 409 and a GET).
+    pub created_copies: std::sync::Mutex<HashMap<(String, String), (Event, std::time::Instant)>>,
+}
+
+/// How long a created copy stands in for the virtual events cache.
+const CREATED_COPY_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+/// Size at which the record of created copies is pruned.
+const CREATED_COPIES_CAP: usize = 4096;
+
+impl EventSync {
+    fn created_copies(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<(String, String), (Event, std::time::Instant)>> {
+        self.created_copies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The copy `ns/name` as this process knows it: the cache's, else one it created within
+    /// [`CREATED_COPY_TTL`].
+    fn known_copy(&self, ns: &str, name: &str) -> Option<Event> {
+        if let Some(e) = self.virtual_events.get(&ObjectRef::new(name).within(ns)) {
+            return Some(e.as_ref().clone());
+        }
+        let mut created = self.created_copies();
+        let key = (ns.to_string(), name.to_string());
+        match created.get(&key) {
+            Some((e, at)) if at.elapsed() < CREATED_COPY_TTL => Some(e.clone()),
+            Some(_) => {
+                created.remove(&key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn remember_copy(&self, ns: &str, mut copy: Event) {
+        strip_virtual_event(&mut copy);
+        let mut created = self.created_copies();
+        if created.len() >= CREATED_COPIES_CAP {
+            created.retain(|_, (_, at)| at.elapsed() < CREATED_COPY_TTL);
+        }
+        let name = copy.metadata.name.clone().unwrap_or_default();
+        created.insert((ns.to_string(), name), (copy, std::time::Instant::now()));
+    }
 }
 
 impl EventSync {
@@ -502,8 +601,8 @@ impl EventSync {
     }
 }
 
-/// Host events about the host object `obj` of `kind`: a newly cached object wakes the events that
-/// arrived before it.
+/// Host events waiting for the host object `obj` of `kind`: a newly cached object wakes the
+/// events that arrived before it (and only those: its other changes wake none).
 fn events_about<K: Resource>(
     index: &EventsByObject,
     host_ns: &str,
@@ -512,7 +611,7 @@ fn events_about<K: Resource>(
 ) -> Vec<ObjectRef<Event>> {
     let name = obj.meta().name.as_deref().unwrap_or("");
     index
-        .about(kind, name)
+        .take_waiting(kind, name)
         .into_iter()
         .map(|e| ObjectRef::new(&e).within(host_ns))
         .collect()
@@ -557,6 +656,8 @@ pub async fn run(shared: Arc<Shared>, stop: Stop) {
         created: AtomicU64::new(0),
         updated: AtomicU64::new(0),
         refused: AtomicU64::new(0),
+        index: index.clone(),
+        created_copies: std::sync::Mutex::default(),
     });
     let ((i1, n1), (i2, n2), (i3, n3)) = (
         (index.clone(), host_ns.clone()),
@@ -573,10 +674,20 @@ pub async fn run(shared: Arc<Shared>, stop: Stop) {
             events_about(&i3, &n3, "Ingress", &i)
         })
         .graceful_shutdown_on(stop.signal())
-        .run(reconcile, error_policy, sync);
+        .run(reconcile, error_policy, sync.clone());
     // The virtual events cache is only read, so its stream is just drained; it never ends, and
     // the controller ends on `stop` once in-flight copies are done.
-    let virtual_cache = futures::StreamExt::for_each(vstream, |_| futures::future::ready(()));
+    let virtual_cache = futures::StreamExt::for_each(vstream, {
+        let sync = sync.clone();
+        move |e| {
+            // The cache shows this copy now: it no longer needs standing in for.
+            if let Ok(e) = e {
+                sync.created_copies()
+                    .remove(&(e.namespace().unwrap_or_default(), e.name_any()));
+            }
+            futures::future::ready(())
+        }
+    });
     tokio::select! {
         _ = drain("event", controller) => {}
         _ = virtual_cache => {}
@@ -622,11 +733,15 @@ async fn reconcile_inner(ev: &Event, sync: &EventSync) -> Result<Action, EventSy
         return Ok(Action::await_change());
     };
     // Not (yet) in this tenant's caches: another tenant's object, or one whose cache entry
-    // arrives later, which wakes this event again (see `events_about`).
+    // arrives later, which wakes this event again (see `events_about`). Marked before the
+    // cache is read, so an arrival in between still finds the mark.
+    let ev_name = ev.name_any();
+    sync.index.wait(kind, name, &ev_name);
     let meta = sync.host_meta(kind, name);
     let Some(target) = resolve_target(ev, &shared.cfg.tenant, meta.as_ref()) else {
         return Ok(Action::await_change());
     };
+    sync.index.resolved(kind, name, &ev_name);
     if !is_recent(ev, Timestamp::now(), MAX_EVENT_AGE) {
         return Ok(Action::await_change());
     }
@@ -634,11 +749,8 @@ async fn reconcile_inner(ev: &Event, sync: &EventSync) -> Result<Action, EventSy
     let vname = desired.metadata.name.clone().unwrap_or_default();
     let key = format!("{}/{vname}", target.namespace);
     let api: Api<Event> = Api::namespaced(shared.virt.clone(), &target.namespace);
-    let cached = sync
-        .virtual_events
-        .get(&ObjectRef::new(&vname).within(&target.namespace));
-    let existing = match cached {
-        Some(e) => Some(e.as_ref().clone()),
+    let existing = match sync.known_copy(&target.namespace, &vname) {
+        Some(e) => Some(e),
         None => match api
             .create(
                 &PostParams {
@@ -650,6 +762,7 @@ async fn reconcile_inner(ev: &Event, sync: &EventSync) -> Result<Action, EventSy
             .await
         {
             Ok(_) => {
+                sync.remember_copy(&target.namespace, desired.clone());
                 sync.created.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(key, reason = ?desired.reason, "copied host event");
                 return Ok(Action::await_change());
@@ -1115,5 +1228,35 @@ mod tests {
         idx.observe(HOST_NS, &W::InitDone);
         assert!(about(&idx, "b").is_empty());
         assert_eq!(about(&idx, "a"), ["a.2"]);
+    }
+
+    #[test]
+    fn only_waiting_events_are_woken_by_their_object() {
+        use watcher::Event as W;
+        let idx = EventsByObject::default();
+        idx.observe(HOST_NS, &W::Init);
+        idx.observe(HOST_NS, &W::InitDone);
+        for e in ["a.1", "a.2", "b.1"] {
+            idx.observe(HOST_NS, &W::Apply(pod_event(e, &e[..1])));
+        }
+        // a.1 found its pod; a.2 and b.1 did not.
+        idx.wait("Pod", "a", "a.1");
+        idx.resolved("Pod", "a", "a.1");
+        idx.wait("Pod", "a", "a.2");
+        idx.wait("Pod", "b", "b.1");
+        assert_eq!(idx.take_waiting("Pod", "a"), ["a.2"]);
+        assert!(
+            idx.take_waiting("Pod", "a").is_empty(),
+            "woken once: later changes of the pod wake nothing"
+        );
+        assert!(idx.take_waiting("Service", "b").is_empty());
+        // A deleted event waits for nothing; nor does one gone across a re-list.
+        idx.wait("Pod", "a", "a.1");
+        idx.observe(HOST_NS, &W::Delete(pod_event("a.1", "a")));
+        assert!(idx.take_waiting("Pod", "a").is_empty());
+        idx.observe(HOST_NS, &W::Init);
+        idx.observe(HOST_NS, &W::InitApply(pod_event("a.2", "a")));
+        idx.observe(HOST_NS, &W::InitDone);
+        assert!(idx.take_waiting("Pod", "b").is_empty(), "b.1 is gone");
     }
 }
