@@ -385,12 +385,26 @@ async fn metrics_api_is_registered_in_the_virtual_cluster() {
     .await;
 
     let api_services: Api<APIService> = Api::all(h.virt.clone());
-    let a = wait_for(WAIT, "the APIService v1beta1.metrics.k8s.io", || async {
-        api_services
-            .get_opt("v1beta1.metrics.k8s.io")
-            .await
-            .unwrap()
-    })
+    // Read once the virtual server's aggregator has found it available: its status write
+    // changes the resourceVersion compared below.
+    let a = wait_for(
+        WAIT,
+        "the APIService v1beta1.metrics.k8s.io, available",
+        || async {
+            let a = api_services
+                .get_opt("v1beta1.metrics.k8s.io")
+                .await
+                .unwrap()?;
+            let available = a
+                .status
+                .as_ref()?
+                .conditions
+                .as_ref()?
+                .iter()
+                .any(|c| c.type_ == "Available" && c.status == "True");
+            available.then_some(a)
+        },
+    )
     .await;
     let spec = a.spec.clone().unwrap();
     assert_eq!(spec.group.as_deref(), Some("metrics.k8s.io"));
