@@ -484,10 +484,12 @@ async fn aggregator_reports_why_an_api_service_is_unavailable() {
         "cannot find endpoints for service/backend in \"default\""
     );
     let eps = Api::<Endpoints>::namespaced(c.clone(), "default");
+    // This machine's own address (never dialed: the address is not ready).
+    let own_ip = vcsync_e2e::harness::metrics_api_ip().to_string();
     eps.create(
         &PostParams::default(),
         &serde_json::from_value(json!({"metadata": {"name": "backend"},
-            "subsets": [{"notReadyAddresses": [{"ip": "192.0.2.1"}], "ports": [{"name": "https", "port": 8443}]}]}))
+            "subsets": [{"notReadyAddresses": [{"ip": own_ip}], "ports": [{"name": "https", "port": 8443}]}]}))
         .unwrap(),
     )
     .await
