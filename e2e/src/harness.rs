@@ -130,6 +130,9 @@ impl Harness {
                 .expect("host test API server");
                 let vs = TestApiServer::start(ServerConfig {
                     users: config().users,
+                    // A tenant's k3s has no metrics-server: its metrics.k8s.io is vcsync's
+                    // APIService, reached through the aggregator.
+                    resource_metrics: false,
                     ..virtual_config
                 })
                 .await

@@ -6,8 +6,7 @@
 //!
 //! Also: vcsync's registration (Service, Endpoints, APIService) in the virtual cluster.
 //!
-//! Not covered here: `kubectl top` through the virtual API server, which needs API
-//! aggregation (APIService proxying) that the test API server does not implement.
+//! `kubectl top` through the virtual API server's aggregator is `kubectl_top.rs`.
 
 use std::time::Duration;
 
@@ -195,7 +194,8 @@ async fn metrics_api_shows_only_this_tenants_pods_to_authorized_users() {
         .await
         .unwrap();
     assert_eq!(s, StatusCode::OK);
-    assert_eq!(v["resources"][0]["name"], "pods", "{v}");
+    assert_eq!(v["resources"][0]["name"], "nodes", "{v}");
+    assert_eq!(v["resources"][1]["name"], "pods", "{v}");
 
     // The tenant's pods under their virtual names, with the substrate's figures.
     let all = wait_for(WAIT, "both tenant pods in the metrics API", || async {
@@ -259,10 +259,27 @@ async fn metrics_api_shows_only_this_tenants_pods_to_authorized_users() {
             "{name}: {v}"
         );
     }
-    let (s, _) = call(&proxy, "/apis/metrics.k8s.io/v1beta1/nodes", Some("admin"))
+    // Node metrics: the tenant's virtual nodes, never a node name the tenant has no pod on.
+    let (s, v) = call(&proxy, "/apis/metrics.k8s.io/v1beta1/nodes", Some("admin"))
         .await
         .unwrap();
-    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(
+        (s, &v["kind"]),
+        (StatusCode::OK, &json!("NodeMetricsList")),
+        "{v}"
+    );
+    let (s, v) = call(
+        &proxy,
+        "/apis/metrics.k8s.io/v1beta1/nodes/no-such-node",
+        Some("admin"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (s, &v["reason"]),
+        (StatusCode::NOT_FOUND, &json!("NotFound")),
+        "{v}"
+    );
 
     // Authorization is the virtual API's: a user limited to team-b sees team-b only.
     let limited = "system:serviceaccount:team-b:limited";
@@ -368,12 +385,26 @@ async fn metrics_api_is_registered_in_the_virtual_cluster() {
     .await;
 
     let api_services: Api<APIService> = Api::all(h.virt.clone());
-    let a = wait_for(WAIT, "the APIService v1beta1.metrics.k8s.io", || async {
-        api_services
-            .get_opt("v1beta1.metrics.k8s.io")
-            .await
-            .unwrap()
-    })
+    // Read once the virtual server's aggregator has found it available: its status write
+    // changes the resourceVersion compared below.
+    let a = wait_for(
+        WAIT,
+        "the APIService v1beta1.metrics.k8s.io, available",
+        || async {
+            let a = api_services
+                .get_opt("v1beta1.metrics.k8s.io")
+                .await
+                .unwrap()?;
+            let available = a
+                .status
+                .as_ref()?
+                .conditions
+                .as_ref()?
+                .iter()
+                .any(|c| c.type_ == "Available" && c.status == "True");
+            available.then_some(a)
+        },
+    )
     .await;
     let spec = a.spec.clone().unwrap();
     assert_eq!(spec.group.as_deref(), Some("metrics.k8s.io"));

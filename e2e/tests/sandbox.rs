@@ -1,5 +1,5 @@
 //! The README's main command works: the sandbox starts, syncs its sample workload and prints
-//! the table of virtual objects and their host counterparts, and the sample pod's metrics.
+//! the table of virtual objects and their host counterparts, and `kubectl top` of the sample pod.
 
 use std::process::Command;
 
@@ -44,12 +44,21 @@ fn sandbox_syncs_the_sample_workload() {
             && stdout.contains("\"vcsync.io/managed-by\":\"demo\""),
         "{stdout}"
     );
-    // The sample pod's figures from vcsync's metrics API, under its virtual name.
+    // The real `kubectl top pods` through the virtual server's aggregator: the sample pod's
+    // figures from vcsync's metrics API, under its virtual name.
     let top = stdout
         .split("$ kubectl top pods -n shop")
         .nth(1)
         .unwrap_or_else(|| panic!("no pod metrics in:\n{stdout}"));
-    assert!(top.lines().take(4).any(|l| l.starts_with("web ")), "{top}");
+    let mut lines = top.lines().skip_while(|l| l.trim().is_empty());
+    let header = lines.next().unwrap_or_default();
+    assert!(
+        header.starts_with("NAME")
+            && header.contains("CPU(cores)")
+            && header.contains("MEMORY(bytes)"),
+        "kubectl's table: {top}"
+    );
+    assert!(lines.next().is_some_and(|l| l.starts_with("web ")), "{top}");
     // The metrics API's registration in the virtual cluster.
     assert!(
         stdout

@@ -90,16 +90,22 @@ fn key(what: &'static str, path: &Path) -> Result<PrivateKeyDer<'static>, TlsErr
     })
 }
 
-/// The certificate chain and key the endpoint serves for `address`.
+/// The certificate chain and key the endpoint serves for `address`; a minted certificate also
+/// names `dns_names` (besides `localhost`).
 ///
 /// # Errors
 /// [`TlsError`] naming the file or step that failed.
 pub fn serving_identity(
     serving: &ServingCert,
     address: IpAddr,
+    dns_names: &[&str],
 ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
     let params = || -> Result<rcgen::CertificateParams, TlsError> {
-        let mut p = rcgen::CertificateParams::new(vec!["localhost".to_string()])?;
+        let names = std::iter::once("localhost")
+            .chain(dns_names.iter().copied())
+            .map(str::to_string)
+            .collect::<Vec<_>>();
+        let mut p = rcgen::CertificateParams::new(names)?;
         p.subject_alt_names.push(rcgen::SanType::IpAddress(address));
         p.distinguished_name
             .push(rcgen::DnType::CommonName, "vcsync-kubelet");
@@ -169,26 +175,29 @@ pub fn server_config(
     address: IpAddr,
     client_ca: Option<&Path>,
 ) -> Result<rustls::ServerConfig, TlsError> {
-    build_server_config(serving, address, client_ca, false)
+    build_server_config(serving, address, &[], client_ca, false)
 }
 
 /// Like [`server_config`], but a client without a certificate completes the handshake (a
 /// certificate it does present must still chain to `client_ca`), so the request handler can
-/// answer it with a 401 `Status` instead of a failed handshake.
+/// answer it with a 401 `Status` instead of a failed handshake. A minted serving certificate
+/// also names `dns_names`.
 ///
 /// # Errors
 /// [`TlsError`] when a file cannot be read or the material does not fit together.
 pub fn server_config_optional_client_cert(
     serving: &ServingCert,
     address: IpAddr,
+    dns_names: &[&str],
     client_ca: Option<&Path>,
 ) -> Result<rustls::ServerConfig, TlsError> {
-    build_server_config(serving, address, client_ca, true)
+    build_server_config(serving, address, dns_names, client_ca, true)
 }
 
 fn build_server_config(
     serving: &ServingCert,
     address: IpAddr,
+    dns_names: &[&str],
     client_ca: Option<&Path>,
     allow_anonymous: bool,
 ) -> Result<rustls::ServerConfig, TlsError> {
@@ -217,7 +226,7 @@ fn build_server_config(
         }
         None => builder.with_no_client_auth(),
     };
-    let (chain, key) = serving_identity(serving, address)?;
+    let (chain, key) = serving_identity(serving, address, dns_names)?;
     let mut config = builder.with_single_cert(chain, key)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
@@ -255,7 +264,8 @@ mod tests {
             ca_key: dir.path().join("ca.key"),
         };
         let addr: IpAddr = "127.0.0.1".parse().unwrap();
-        let (chain, _) = serving_identity(&serving, addr).unwrap();
+        let (chain, _) =
+            serving_identity(&serving, addr, &["vcsync-metrics.kube-system.svc"]).unwrap();
         let (_, cert) = x509_parser::parse_x509_certificate(&chain[0]).unwrap();
         assert_eq!(
             cert.issuer()
@@ -272,6 +282,15 @@ mod tests {
                 .general_names
                 .iter()
                 .any(|n| matches!(n, x509_parser::extensions::GeneralName::IPAddress(b) if *b == [127, 0, 0, 1])),
+            "{:?}",
+            sans.value.general_names
+        );
+        // The aggregator verifies an APIService's backend for `<service>.<namespace>.svc`.
+        assert!(
+            sans.value.general_names.iter().any(|n| matches!(
+                n,
+                x509_parser::extensions::GeneralName::DNSName("vcsync-metrics.kube-system.svc")
+            )),
             "{:?}",
             sans.value.general_names
         );

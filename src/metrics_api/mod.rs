@@ -5,9 +5,9 @@
 //! objects), for the virtual API server to proxy to: it reads the host namespace's
 //! `PodMetrics` (only `get`/`list` on `pods.metrics.k8s.io` in that namespace) and shows the
 //! tenant only those of pods it synced for this tenant, under their virtual names, namespaces
-//! and labels ([`translate`], pure). `nodes.metrics.k8s.io` is not served: a host node's
-//! figures are host-only data, and the sum of the tenant's pods per virtual node is not done
-//! yet (`kubectl top nodes` answers 404).
+//! and labels ([`translate`], pure). `nodes.metrics.k8s.io` serves the tenant's virtual nodes
+//! (those vcsync made for this tenant), each the sum of the tenant's pods running on it: a host
+//! node's own figures are host-only data and are never shown.
 //!
 //! **Who may call.** kube-apiserver's aggregator calls aggregated API servers with its
 //! front-proxy client certificate (k3s: `<data-dir>/server/tls/client-auth-proxy.crt`, common
@@ -16,8 +16,8 @@
 //! certificate chaining to `--metrics-api-client-ca` whose common name is in
 //! `--metrics-api-client-names` (401 otherwise: the headers of anyone else are not believed),
 //! then asks the virtual API with a SubjectAccessReview whether that user may `get`/`list`
-//! `pods.metrics.k8s.io` in the namespace asked (403 otherwise), as metrics-server's
-//! delegated authorization does.
+//! `pods.metrics.k8s.io` in the namespace asked, or `nodes.metrics.k8s.io` (403 otherwise), as
+//! metrics-server's delegated authorization does.
 
 pub mod register;
 pub mod translate;
@@ -37,8 +37,9 @@ use hyper_util::rt::TokioIo;
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
+use k8s_openapi::api::core::v1::Node;
 use kube::ResourceExt;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, ListParams, PostParams};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
@@ -90,9 +91,18 @@ pub struct Bound {
 /// # Errors
 /// [`MetricsApiError`] naming the file or address that failed.
 pub async fn bind(config: MetricsApiConfig) -> Result<Bound, MetricsApiError> {
+    // kube-aggregator verifies the backend of an APIService for the name
+    // `<service>.<namespace>.svc` (not the address it dials), so the minted certificate must
+    // carry the registered Service's name.
+    let service_name = format!(
+        "{}.{}.svc",
+        register::SERVICE_NAME,
+        register::SERVICE_NAMESPACE
+    );
     let tls = tls::server_config_optional_client_cert(
         &config.serving,
         config.bind.ip(),
+        &[service_name.as_str()],
         config.client_ca.as_deref(),
     )?;
     let listener =
@@ -287,11 +297,12 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The SubjectAccessReview asking whether `user` may `verb` `pods.metrics.k8s.io` in
-/// `namespace` (all namespaces when `None`).
+/// The SubjectAccessReview asking whether `user` may `verb` `{resource}.metrics.k8s.io`
+/// (`pods` or `nodes`) in `namespace` (all namespaces, or cluster-scoped, when `None`).
 pub fn access_review(
     user: &RemoteUser,
     verb: &str,
+    resource: &str,
     namespace: Option<&str>,
     name: Option<&str>,
 ) -> SubjectAccessReview {
@@ -303,7 +314,7 @@ pub fn access_review(
             resource_attributes: Some(ResourceAttributes {
                 group: Some("metrics.k8s.io".into()),
                 version: Some("v1beta1".into()),
-                resource: Some("pods".into()),
+                resource: Some(resource.into()),
                 verb: Some(verb.into()),
                 namespace: namespace.map(str::to_owned),
                 name: name.map(str::to_owned),
@@ -369,18 +380,11 @@ async fn answer(ctx: &Ctx, req: &Request<Incoming>) -> Response<Body> {
         );
     }
     let route = Route::parse(req.uri().path());
-    let (verb, namespace) = match (&route, route.access()) {
+    let (verb, resource, namespace) = match (&route, route.access()) {
         (Route::ApiGroupList, _) => return json(StatusCode::OK, &translate::api_group_list()),
         (Route::ApiGroup, _) => return json(StatusCode::OK, &translate::api_group()),
         (Route::ApiResourceList, _) => {
             return json(StatusCode::OK, &translate::api_resource_list());
-        }
-        (Route::Nodes, _) => {
-            return status(
-                StatusCode::NOT_FOUND,
-                "NotFound",
-                "vcsync does not serve node metrics for virtual nodes",
-            );
         }
         (_, Some(a)) => a,
         (_, None) => {
@@ -391,16 +395,13 @@ async fn answer(ctx: &Ctx, req: &Request<Incoming>) -> Response<Body> {
             );
         }
     };
-    let name = match &route {
-        Route::GetPod { name, .. } => Some(name.as_str()),
-        _ => None,
-    };
+    let name = route.name();
     let selector = query_param(req.uri().query(), "labelSelector").unwrap_or_default();
     let selector = match LabelSelector::parse(&selector) {
         Ok(s) => s,
         Err(e) => return status(StatusCode::BAD_REQUEST, "BadRequest", &e.to_string()),
     };
-    let review = access_review(&user, verb, namespace, name);
+    let review = access_review(&user, verb, resource, namespace, name);
     match Api::<SubjectAccessReview>::all(ctx.virt.clone())
         .create(&PostParams::default(), &review)
         .await
@@ -408,7 +409,7 @@ async fn answer(ctx: &Ctx, req: &Request<Incoming>) -> Response<Body> {
         Ok(r) if r.status.as_ref().is_some_and(|s| s.allowed) => {}
         Ok(r) => {
             let reason = r.status.and_then(|s| s.reason).unwrap_or_default();
-            tracing::info!(user = %user.name, verb, namespace = namespace.unwrap_or(""), %reason, "refused a metrics API request: not authorized");
+            tracing::info!(user = %user.name, verb, resource, namespace = namespace.unwrap_or(""), %reason, "refused a metrics API request: not authorized");
             let scope = namespace.map_or("at the cluster scope".to_string(), |n| {
                 format!("in the namespace \"{n}\"")
             });
@@ -416,7 +417,7 @@ async fn answer(ctx: &Ctx, req: &Request<Incoming>) -> Response<Body> {
                 StatusCode::FORBIDDEN,
                 "Forbidden",
                 &format!(
-                    "pods.metrics.k8s.io is forbidden: User \"{}\" cannot {verb} resource \"pods\" in API group \"metrics.k8s.io\" {scope}",
+                    "{resource}.metrics.k8s.io is forbidden: User \"{}\" cannot {verb} resource \"{resource}\" in API group \"metrics.k8s.io\" {scope}",
                     user.name
                 ),
             );
@@ -454,6 +455,28 @@ async fn answer(ctx: &Ctx, req: &Request<Incoming>) -> Response<Body> {
             );
         }
     };
+    // The virtual nodes, for node routes: only those vcsync made for this tenant count.
+    let virtual_nodes = if resource == "nodes" {
+        match Api::<Node>::all(ctx.virt.clone())
+            .list(&ListParams::default())
+            .await
+        {
+            Ok(l) => l.items,
+            Err(e) => {
+                tracing::warn!(error = %crate::sync::brief(&e), "listing the virtual nodes failed");
+                return status(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "ServiceUnavailable",
+                    &format!(
+                        "the virtual nodes cannot be listed: {}",
+                        crate::sync::brief(&e)
+                    ),
+                );
+            }
+        }
+    } else {
+        Vec::new()
+    };
     let (hosts, virts) = (
         ctx.shared.host_pods.state(),
         ctx.shared.virtual_pods.state(),
@@ -468,6 +491,33 @@ async fn answer(ctx: &Ctx, req: &Request<Incoming>) -> Response<Body> {
         tenant: &ctx.shared.cfg.tenant,
         host_namespace: &host_ns,
     };
+    if resource == "nodes" {
+        let tenant = &ctx.shared.cfg.tenant;
+        let nodes: Vec<&Node> = virtual_nodes
+            .iter()
+            .filter(|n| crate::sync::nodes::is_managed(n, tenant))
+            .filter(|n| name.is_none_or(|want| n.name_any() == want))
+            .filter(|n| selector.matches(n.labels()))
+            .collect();
+        let items = translate::node_metrics(
+            &scope,
+            &host_items,
+            &nodes,
+            |n| hosts.get(n).copied(),
+            |ns, n| virts.get(&(ns.to_owned(), n.to_owned())).copied(),
+        );
+        return match name {
+            None => json(StatusCode::OK, &translate::node_list_json(&items)),
+            Some(name) => match items.first() {
+                Some(m) => json(StatusCode::OK, &translate::node_json(m)),
+                None => status(
+                    StatusCode::NOT_FOUND,
+                    "NotFound",
+                    &format!("nodemetrics.metrics.k8s.io \"{name}\" not found"),
+                ),
+            },
+        };
+    }
     let items = translate::translate_list(
         &scope,
         &host_items,
@@ -536,7 +586,7 @@ mod tests {
         assert_eq!(u.name, "alice");
         assert_eq!(u.groups, ["dev", "system:authenticated"]);
         assert_eq!(u.extra["scopes/a"], ["x"]);
-        let r = access_review(&u, "list", Some("team-a"), None);
+        let r = access_review(&u, "list", "pods", Some("team-a"), None);
         let a = r.spec.resource_attributes.unwrap();
         assert_eq!(
             (

@@ -6,9 +6,14 @@
 //! names the virtual pod that exists now under the name the annotations give. Everything the
 //! tenant sees in `metadata` comes from the virtual pod (name, namespace, labels, creation
 //! time); only the figures (`timestamp`, `window`, `containers`) come from the host.
+//!
+//! A virtual node's `NodeMetrics` ([`node_metrics`]) is the sum of the usage of this tenant's
+//! pods (as above) that run on it, never the host node's own figures: those include other
+//! tenants' and the provider's workloads, host-only data.
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
@@ -77,8 +82,13 @@ pub enum Route {
         /// The virtual pod.
         name: DnsSubdomain,
     },
-    /// `.../nodes[/{name}]`: not served (see the module docs of [`super`]).
-    Nodes,
+    /// `.../nodes`: every virtual node's metrics.
+    ListNodes,
+    /// `.../nodes/{name}`.
+    GetNode {
+        /// The virtual node.
+        name: DnsSubdomain,
+    },
     /// Anything else.
     NotFound,
 }
@@ -106,18 +116,35 @@ impl Route {
                         _ => Route::NotFound,
                     }
                 }
-                ["nodes"] | ["nodes", _] => Route::Nodes,
+                ["nodes"] => Route::ListNodes,
+                ["nodes", name] => match DnsSubdomain::new(*name) {
+                    Ok(name) => Route::GetNode { name },
+                    Err(_) => Route::NotFound,
+                },
                 _ => Route::NotFound,
             },
             _ => Route::NotFound,
         }
     }
 
-    /// The verb and namespace a SubjectAccessReview asks about, for resource routes.
-    pub fn access(&self) -> Option<(&'static str, Option<&str>)> {
+    /// The verb, resource and namespace a SubjectAccessReview asks about, for resource
+    /// routes.
+    pub fn access(&self) -> Option<(&'static str, &'static str, Option<&str>)> {
         match self {
-            Route::ListPods { namespace } => Some(("list", namespace.as_ref().map(|n| n.as_str()))),
-            Route::GetPod { namespace, .. } => Some(("get", Some(namespace.as_str()))),
+            Route::ListPods { namespace } => {
+                Some(("list", "pods", namespace.as_ref().map(|n| n.as_str())))
+            }
+            Route::GetPod { namespace, .. } => Some(("get", "pods", Some(namespace.as_str()))),
+            Route::ListNodes => Some(("list", "nodes", None)),
+            Route::GetNode { .. } => Some(("get", "nodes", None)),
+            _ => None,
+        }
+    }
+
+    /// The object name a `get` route asks for.
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            Route::GetPod { name, .. } | Route::GetNode { name } => Some(name.as_str()),
             _ => None,
         }
     }
@@ -319,6 +346,213 @@ pub fn translate_list<'p, H: kube::Resource + 'p, V: kube::Resource<DynamicType 
     out
 }
 
+/// `metrics.k8s.io/v1beta1` `NodeMetrics`, as metrics-server serves it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeMetrics {
+    /// Object metadata (the virtual node's name, labels and creation time).
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    /// When the figures were taken: the latest of the summed pods'.
+    #[serde(default)]
+    pub timestamp: String,
+    /// The interval the figures cover (the summed pods').
+    #[serde(default)]
+    pub window: String,
+    /// `cpu` and `memory` quantities.
+    #[serde(default)]
+    pub usage: BTreeMap<String, Quantity>,
+}
+
+/// A quantity in nano-units (`150m` -> 150_000_000, `1Ki` -> 1024 * 10^9); `None` when it does
+/// not parse (Kubernetes quantity syntax: decimal or binary suffixes, or an `e`/`E` exponent).
+pub fn parse_nanos(s: &str) -> Option<i128> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
+        .unwrap_or(s.len());
+    let (num, suffix) = s.split_at(split);
+    let pow10 = |e: u32| 10i128.checked_pow(e);
+    let mult: i128 = match suffix {
+        "n" => 1,
+        "u" => 1_000,
+        "m" => 1_000_000,
+        "" => 1_000_000_000,
+        "k" => pow10(12)?,
+        "M" => pow10(15)?,
+        "G" => pow10(18)?,
+        "T" => pow10(21)?,
+        "P" => pow10(24)?,
+        "E" => pow10(27)?,
+        "Ki" => 1_000_000_000 << 10,
+        "Mi" => 1_000_000_000 << 20,
+        "Gi" => 1_000_000_000 << 30,
+        "Ti" => 1_000_000_000 << 40,
+        "Pi" => 1_000_000_000 << 50,
+        "Ei" => 1_000_000_000 << 60,
+        e if e.starts_with(['e', 'E']) => {
+            let exp: i32 = e[1..].parse().ok()?;
+            let total = exp.checked_add(9)?;
+            pow10(u32::try_from(total).ok()?)?
+        }
+        _ => return None,
+    };
+    let (neg, num) = match num.strip_prefix('-') {
+        Some(n) => (true, n),
+        None => (false, num.strip_prefix('+').unwrap_or(num)),
+    };
+    let value = match num.split_once('.') {
+        None => num.parse::<i128>().ok()?.checked_mul(mult)?,
+        Some((int, frac)) => {
+            let int: i128 = if int.is_empty() { 0 } else { int.parse().ok()? };
+            let digits = frac.len().min(18) as u32;
+            let frac: i128 = if digits == 0 {
+                0
+            } else {
+                frac.get(..digits as usize)?.parse().ok()?
+            };
+            int.checked_mul(mult)?
+                .checked_add(frac.checked_mul(mult)? / pow10(digits)?)?
+        }
+    };
+    Some(if neg { -value } else { value })
+}
+
+/// A nano-unit amount written as Kubernetes would: CPU in millicores (`350m`, or nanocores when
+/// finer), everything else in bytes with the largest exact binary suffix (`20Mi`, `1536Ki`).
+pub fn format_nanos(resource: &str, nanos: i128) -> Quantity {
+    const NANO: i128 = 1_000_000_000;
+    if resource == "cpu" {
+        return Quantity(if nanos % 1_000_000 == 0 {
+            format!("{}m", nanos / 1_000_000)
+        } else {
+            format!("{nanos}n")
+        });
+    }
+    if nanos % NANO != 0 {
+        return Quantity(format!("{}m", nanos / 1_000_000));
+    }
+    let bytes = nanos / NANO;
+    for (suffix, shift) in [("Gi", 30), ("Mi", 20), ("Ki", 10)] {
+        if bytes != 0 && bytes % (1i128 << shift) == 0 {
+            return Quantity(format!("{}{suffix}", bytes >> shift));
+        }
+    }
+    Quantity(bytes.to_string())
+}
+
+/// The `NodeMetrics` of `nodes` (the tenant's virtual nodes a request asks about): each is the
+/// sum of the usage of this tenant's pods ([`owner`]) whose host pod runs on the node of that
+/// name. A node without any such pod figures is left out, as metrics-server leaves out nodes
+/// The node a host pod runs on: read from a whole pod or from the cached projection.
+pub trait HostPodNode: kube::Resource {
+    fn node(&self) -> Option<&str>;
+}
+
+impl HostPodNode for Pod {
+    fn node(&self) -> Option<&str> {
+        self.spec
+            .as_ref()
+            .and_then(|s| s.node_name.as_deref())
+            .filter(|n| !n.is_empty())
+    }
+}
+
+impl HostPodNode for crate::cache::HostPod {
+    fn node(&self) -> Option<&str> {
+        self.node_name()
+    }
+}
+
+/// it has no figures for. Sorted by name.
+pub fn node_metrics<'p, H: HostPodNode + 'p, V: kube::Resource<DynamicType = ()> + 'p>(
+    scope: &Scope<'_>,
+    host_items: &[PodMetrics],
+    nodes: &[&Node],
+    host_pod: impl Fn(&str) -> Option<&'p H>,
+    virtual_pod: impl Fn(&str, &str) -> Option<&'p V>,
+) -> Vec<NodeMetrics> {
+    let mut sums: BTreeMap<String, (BTreeMap<String, i128>, String, String)> = BTreeMap::new();
+    for m in host_items {
+        if owner(scope, m, &host_pod, &virtual_pod).is_none() {
+            continue;
+        }
+        let Some(node) = m
+            .metadata
+            .name
+            .as_deref()
+            .and_then(&host_pod)
+            .and_then(|p| p.node().map(str::to_owned))
+        else {
+            continue;
+        };
+        if !nodes
+            .iter()
+            .any(|n| n.metadata.name.as_deref() == Some(&node))
+        {
+            continue;
+        }
+        let entry = sums
+            .entry(node)
+            .or_insert_with(|| (BTreeMap::new(), String::new(), m.window.clone()));
+        if m.timestamp > entry.1 {
+            entry.1 = m.timestamp.clone();
+        }
+        for c in &m.containers {
+            for (res, q) in &c.usage {
+                if let Some(n) = parse_nanos(&q.0) {
+                    *entry.0.entry(res.clone()).or_default() += n;
+                }
+            }
+        }
+    }
+    sums.into_iter()
+        .filter_map(|(name, (usage, timestamp, window))| {
+            let node = nodes
+                .iter()
+                .find(|n| n.metadata.name.as_deref() == Some(&name))?;
+            Some(NodeMetrics {
+                metadata: ObjectMeta {
+                    name: Some(name),
+                    labels: node.metadata.labels.clone(),
+                    creation_timestamp: node.metadata.creation_timestamp.clone(),
+                    ..ObjectMeta::default()
+                },
+                timestamp,
+                window,
+                usage: usage
+                    .into_iter()
+                    .map(|(r, n)| {
+                        let q = format_nanos(&r, n);
+                        (r, q)
+                    })
+                    .collect(),
+            })
+        })
+        .collect()
+}
+
+/// The JSON of one `NodeMetrics` as served (with its type meta).
+pub fn node_json(m: &NodeMetrics) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    out.insert("kind".into(), "NodeMetrics".into());
+    out.insert("apiVersion".into(), GROUP_VERSION.into());
+    if let serde_json::Value::Object(o) = serde_json::to_value(m).unwrap_or_default() {
+        out.extend(o);
+    }
+    serde_json::Value::Object(out)
+}
+
+/// The JSON of a `NodeMetricsList` as served.
+pub fn node_list_json(items: &[NodeMetrics]) -> serde_json::Value {
+    serde_json::json!({
+        "kind": "NodeMetricsList",
+        "apiVersion": GROUP_VERSION,
+        "metadata": {},
+        "items": items.iter().map(node_json).collect::<Vec<_>>(),
+    })
+}
+
 /// The JSON of one `PodMetrics` as served (with its type meta).
 pub fn item_json(m: &PodMetrics) -> serde_json::Value {
     let mut v = serde_json::to_value(m).unwrap_or_default();
@@ -342,14 +576,19 @@ pub fn list_json(items: &[PodMetrics]) -> serde_json::Value {
     })
 }
 
-/// `/apis/metrics.k8s.io/v1beta1`, as metrics-server serves it, less `nodes`, which vcsync
-/// does not serve.
+/// `/apis/metrics.k8s.io/v1beta1`, as metrics-server serves it.
 pub fn api_resource_list() -> serde_json::Value {
     serde_json::json!({
         "kind": "APIResourceList",
         "apiVersion": "v1",
         "groupVersion": GROUP_VERSION,
         "resources": [{
+            "name": "nodes",
+            "singularName": "",
+            "namespaced": false,
+            "kind": "NodeMetrics",
+            "verbs": ["get", "list"],
+        }, {
             "name": "pods",
             "singularName": "",
             "namespaced": true,
@@ -524,6 +763,130 @@ mod tests {
         insta::assert_json_snapshot!(item_json(&m));
     }
 
+    fn node(name: &str, labels: serde_json::Value) -> Node {
+        serde_json::from_value(json!({"metadata": {"name": name, "labels": labels,
+            "creationTimestamp": "2026-01-01T00:00:00Z"}}))
+        .unwrap()
+    }
+
+    #[test]
+    fn node_metrics_sum_only_this_tenants_pods_on_each_virtual_node() {
+        let mut w = world();
+        // Every host pod, the other tenant's and the unmanaged one included, runs on n1; a
+        // second pod of this tenant runs on n2.
+        for p in &mut w.host {
+            p.spec =
+                Some(serde_json::from_value(json!({"nodeName": "n1", "containers": []})).unwrap());
+        }
+        let mut second = host_pod("api-x-team-a-t1", "t1", "team-a", "api", "u-api");
+        second.spec =
+            Some(serde_json::from_value(json!({"nodeName": "n2", "containers": []})).unwrap());
+        w.host.push(second);
+        w.virt.push(vpod("team-a", "api", "u-api", json!({})));
+        let mut m = metrics("api-x-team-a-t1", "host-ns", "1500u");
+        m.timestamp = "2026-01-01T00:02:00Z".into();
+        w.items.push(m);
+        let scope = Scope {
+            tenant: "t1",
+            host_namespace: "host-ns",
+        };
+        let (n1, n2, n3) = (
+            node("n1", json!({"zone": "a"})),
+            node("n2", json!({})),
+            node("n3", json!({})),
+        );
+        let run = |nodes: &[&Node]| {
+            node_metrics(
+                &scope,
+                &w.items,
+                nodes,
+                |n| {
+                    w.host
+                        .iter()
+                        .find(|p| p.metadata.name.as_deref() == Some(n))
+                },
+                |ns, n| {
+                    w.virt.iter().find(|p| {
+                        p.metadata.namespace.as_deref() == Some(ns)
+                            && p.metadata.name.as_deref() == Some(n)
+                    })
+                },
+            )
+        };
+        let all = run(&[&n1, &n2, &n3]);
+        let got: Vec<(String, String, String, String)> = all
+            .iter()
+            .map(|m| {
+                (
+                    m.metadata.name.clone().unwrap(),
+                    m.usage["cpu"].0.clone(),
+                    m.usage["memory"].0.clone(),
+                    m.timestamp.clone(),
+                )
+            })
+            .collect();
+        // n1: web (100m) + db (250m) only: not the other tenant's 999m, the stale copy, the
+        // unmanaged pod or figures without a host pod. n3 runs none of the tenant's pods.
+        assert_eq!(
+            got,
+            [
+                (
+                    "n1".into(),
+                    "350m".into(),
+                    "24Mi".into(),
+                    "2026-01-01T00:01:00Z".into()
+                ),
+                (
+                    "n2".into(),
+                    "1500000n".into(),
+                    "12Mi".into(),
+                    "2026-01-01T00:02:00Z".into()
+                ),
+            ]
+        );
+        assert_eq!(
+            all[0].metadata.labels,
+            Some(BTreeMap::from([("zone".to_string(), "a".to_string())]))
+        );
+        // Only the nodes asked about.
+        assert_eq!(run(&[&n2]).len(), 1);
+        insta::assert_json_snapshot!(node_json(&all[0]));
+    }
+
+    #[rstest]
+    #[case("150m", 150_000_000)]
+    #[case("1", 1_000_000_000)]
+    #[case("0.5", 500_000_000)]
+    #[case("250u", 250_000)]
+    #[case("12n", 12)]
+    #[case("1Ki", 1024 * 1_000_000_000)]
+    #[case("20Mi", 20 * 1_048_576 * 1_000_000_000)]
+    #[case("1k", 1_000_000_000_000)]
+    #[case("1e3", 1_000_000_000_000)]
+    #[case("1.5Gi", 1_610_612_736 * 1_000_000_000)]
+    fn quantities_parse_to_nanos(#[case] q: &str, #[case] want: i128) {
+        assert_eq!(parse_nanos(q), Some(want));
+    }
+
+    #[rstest]
+    #[case("cpu", "350m", "350m")]
+    #[case("cpu", "2", "2000m")]
+    #[case("cpu", "1500u", "1500000n")]
+    #[case("memory", "24Mi", "24Mi")]
+    #[case("memory", "1536Ki", "1536Ki")]
+    #[case("memory", "2048Mi", "2Gi")]
+    #[case("memory", "1000", "1000")]
+    fn quantities_format_like_kubernetes(#[case] r: &str, #[case] q: &str, #[case] want: &str) {
+        assert_eq!(format_nanos(r, parse_nanos(q).unwrap()).0, want);
+    }
+
+    #[test]
+    fn bad_quantities_do_not_parse() {
+        for q in ["", "abc", "1x", "1.2.3"] {
+            assert_eq!(parse_nanos(q), None, "{q}");
+        }
+    }
+
     #[rstest]
     #[case("/apis", Route::ApiGroupList)]
     #[case("/apis/metrics.k8s.io/", Route::ApiGroup)]
@@ -533,7 +896,9 @@ mod tests {
     #[case("/apis/metrics.k8s.io/v1beta1/namespaces/a/pods/web", Route::GetPod { namespace: DnsLabel::new("a").unwrap(), name: DnsSubdomain::new("web").unwrap() })]
     #[case("/apis/metrics.k8s.io/v1beta1/namespaces/A_/pods", Route::NotFound)]
     #[case("/apis/metrics.k8s.io/v1beta1/namespaces/a/pods/..", Route::NotFound)]
-    #[case("/apis/metrics.k8s.io/v1beta1/nodes", Route::Nodes)]
+    #[case("/apis/metrics.k8s.io/v1beta1/nodes", Route::ListNodes)]
+    #[case("/apis/metrics.k8s.io/v1beta1/nodes/n1", Route::GetNode { name: DnsSubdomain::new("n1").unwrap() })]
+    #[case("/apis/metrics.k8s.io/v1beta1/nodes/N_1", Route::NotFound)]
     #[case(
         "/apis/metrics.k8s.io/v1beta1/namespaces/a/pods/web/x",
         Route::NotFound

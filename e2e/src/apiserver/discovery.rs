@@ -4,12 +4,20 @@
 use hyper::{HeaderMap, Response};
 use serde_json::{Value, json};
 
+use super::aggregator;
 use super::http::{Body, Caller, json_response, text_response};
 use super::openapi;
 use super::resources::{GROUP_ORDER, RESOURCES, ResourceDef};
+use super::server::Shared;
 
-/// Answer a non-resource path, or `None` when the path is a resource path.
-pub fn handle(path: &str, headers: &HeaderMap, _caller: &Caller) -> Option<Response<Body>> {
+/// Answer a non-resource path, or `None` when the path is a resource path. Groups of
+/// APIServices that name a Service ([`aggregator::groups`]) are listed after the built-in ones.
+pub fn handle(
+    shared: &Shared,
+    path: &str,
+    headers: &HeaderMap,
+    _caller: &Caller,
+) -> Option<Response<Body>> {
     let accept = headers
         .get("accept")
         .and_then(|v| v.to_str().ok())
@@ -29,10 +37,35 @@ pub fn handle(path: &str, headers: &HeaderMap, _caller: &Caller) -> Option<Respo
             &json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server_address(headers)}]}),
             &[],
         ),
-        ["apis"] if aggregated => aggregated_response(&aggregated_discovery(false)),
-        ["apis"] => json_response(200, &group_list(), &[]),
+        ["apis"] if aggregated => {
+            let mut v = aggregated_discovery(false);
+            if let Some(items) = v["items"].as_array_mut() {
+                items.extend(
+                    aggregator::groups(shared)
+                        .iter()
+                        .map(|g| g.discovery_item()),
+                );
+            }
+            aggregated_response(&v)
+        }
+        ["apis"] => {
+            let mut v = group_list();
+            if let Some(groups) = v["groups"].as_array_mut() {
+                groups.extend(aggregator::groups(shared).iter().map(|g| g.api_group()));
+            }
+            json_response(200, &v, &[])
+        }
         ["api", "v1"] => json_response(200, &resource_list("", "v1"), &[]),
         ["apis", g] if GROUP_ORDER.contains(g) => json_response(200, &group(g), &[]),
+        ["apis", g] => {
+            let found = aggregator::groups(shared)
+                .into_iter()
+                .find(|a| a.name == *g)?;
+            let mut v = found.api_group();
+            v["kind"] = json!("APIGroup");
+            v["apiVersion"] = json!("v1");
+            json_response(200, &v, &[])
+        }
         ["apis", g, v] if RESOURCES.iter().any(|r| r.group == *g && r.version == *v) => {
             json_response(200, &resource_list(g, v), &[])
         }

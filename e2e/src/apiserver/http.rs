@@ -242,8 +242,23 @@ pub async fn handle(shared: Arc<Shared>, req: Request<hyper::body::Incoming>) ->
         }
     };
 
-    // metrics-server's group and the authorizer's reviews (not stored resources).
-    if path.starts_with("/apis/metrics.k8s.io/")
+    // API aggregation: an APIService that names a Service owns its group-version, before
+    // anything this server serves itself for the group (kube-aggregator's proxy handler).
+    if let Some(api_service) = super::aggregator::api_service_for(&shared, &path) {
+        let watch = query.flag("watch");
+        let (verb, resource) = super::aggregator::counted_as(&parts.method, &path, watch);
+        let resp =
+            super::aggregator::proxy(shared.clone(), &api_service, parts, body, &caller, watch)
+                .await;
+        shared
+            .faults()
+            .count(caller.user(), verb, &resource, resp.status().as_u16());
+        return resp;
+    }
+
+    // metrics-server's group (where this server plays a cluster that has one) and the
+    // authorizer's reviews (not stored resources).
+    if (shared.config.resource_metrics && path.starts_with("/apis/metrics.k8s.io/"))
         || path.trim_end_matches('/') == "/apis/authorization.k8s.io/v1/subjectaccessreviews"
     {
         let bytes = match body.collect().await {
@@ -271,7 +286,7 @@ pub async fn handle(shared: Arc<Shared>, req: Request<hyper::body::Incoming>) ->
     }
 
     // Non-resource paths.
-    if let Some(resp) = discovery::handle(&path, &parts.headers, &caller) {
+    if let Some(resp) = discovery::handle(&shared, &path, &parts.headers, &caller) {
         let code = resp.status().as_u16();
         shared
             .faults()

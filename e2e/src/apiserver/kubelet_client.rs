@@ -92,7 +92,7 @@ pub fn connection_info(shared: &Shared, node_name: &str) -> Result<ConnectionInf
 /// Accepts any server certificate (kube-apiserver's insecure kubelet transport). Signatures
 /// are still checked so the handshake is a real one.
 #[derive(Debug)]
-struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
+pub struct NoVerify(pub Arc<rustls::crypto::CryptoProvider>);
 
 impl rustls::client::danger::ServerCertVerifier for NoVerify {
     fn verify_server_cert(
@@ -202,7 +202,7 @@ pub async fn dial(
         .map_err(|e| go_tls_error(&e, &info.host))
 }
 
-fn go_dial_error(addr: &str, host: &str, e: &std::io::Error) -> String {
+pub fn go_dial_error(addr: &str, host: &str, e: &std::io::Error) -> String {
     use std::io::ErrorKind;
     match e.kind() {
         ErrorKind::ConnectionRefused => format!("dial tcp {addr}: connect: connection refused"),
@@ -214,7 +214,7 @@ fn go_dial_error(addr: &str, host: &str, e: &std::io::Error) -> String {
     }
 }
 
-fn go_tls_error(e: &std::io::Error, host: &str) -> String {
+pub fn go_tls_error(e: &std::io::Error, host: &str) -> String {
     let inner = e
         .get_ref()
         .and_then(|i| i.downcast_ref::<rustls::Error>())

@@ -14,11 +14,15 @@
 //! * [`validation`], [`patch`], [`selectors`], [`discovery`], [`table`]: pure helpers.
 //! * [`resource_metrics`]: metrics-server's `PodMetrics` and SubjectAccessReviews (for the
 //!   metrics API of vcsync).
+//! * [`aggregator`]: API aggregation (kube-aggregator): APIServices that name a Service are
+//!   proxied to it with the front-proxy client certificate, their `Available` condition kept,
+//!   their discovery merged into `/apis`.
 //! * [`faults`]: fault injection and request counters for reliability tests.
 //! * [`pod_streams`], [`kubelet_client`]: `pods/log`, `exec`, `attach`, `portforward` proxied
 //!   to kubelets over HTTPS with the API server's kubelet-client certificate (see [`tls`]).
 
 pub mod admission;
+pub mod aggregator;
 pub mod controllers;
 pub mod convert;
 pub mod decode;

@@ -126,7 +126,7 @@ pub fn validate_container(pod: &Value, container: &str) -> Result<String, ApiErr
 
 /// A kubelet response body re-typed for our responses: a transport error ends the stream
 /// (the client sees the body end, as when kube-apiserver's copy stops).
-struct EndOnError(Incoming);
+pub struct EndOnError(pub Incoming);
 
 impl HttpBody for EndOnError {
     type Data = Bytes;

@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch as tokio_watch;
 use tokio::task::JoinHandle;
 
+use super::aggregator::AggregatorState;
 use super::faults::{Fault, FaultRule, Faults, RequestCount, is_write};
 use super::ops::State;
 use super::tls::{self, K3sTlsPaths, TlsMaterial};
@@ -47,6 +48,13 @@ pub struct ServerConfig {
     /// PEM of the CA kubelet serving certificates must chain to; `None` = this server's serving
     /// CA ([`TestApiServer::ca_pem`]), as k3s passes `server-ca.crt`.
     pub kubelet_certificate_authority: Option<String>,
+    /// Serve `metrics.k8s.io` PodMetrics and SubjectAccessReviews itself, as a cluster with
+    /// metrics-server does (default). The harness turns it off for the virtual server: a
+    /// tenant's k3s has no metrics-server, its `metrics.k8s.io` is vcsync's APIService.
+    pub resource_metrics: bool,
+    /// How often the aggregator recomputes the `Available` condition of APIServices that name
+    /// a Service (kube-aggregator re-checks on changes and every 30 s; tests want it sooner).
+    pub aggregator_interval: Duration,
 }
 
 /// kube-apiserver's default `--kubelet-preferred-address-types`.
@@ -76,6 +84,8 @@ impl Default for ServerConfig {
             kubelet_port: 10250,
             kubelet_insecure_skip_tls_verify: false,
             kubelet_certificate_authority: None,
+            resource_metrics: true,
+            aggregator_interval: Duration::from_secs(1),
         }
     }
 }
@@ -92,6 +102,8 @@ pub struct Shared {
     /// Bumped to end every open watch (fault injection).
     pub watch_epoch: tokio_watch::Sender<u64>,
     pub faults: Mutex<Faults>,
+    /// The aggregator's discovery cache (see [`super::aggregator`]).
+    pub aggregator: Mutex<AggregatorState>,
 }
 
 impl Shared {
@@ -115,6 +127,10 @@ impl Shared {
 
     pub fn faults(&self) -> MutexGuard<'_, Faults> {
         self.faults.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn aggregator(&self) -> MutexGuard<'_, AggregatorState> {
+        self.aggregator.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -142,6 +158,7 @@ pub struct TestApiServer {
     addr: SocketAddr,
     listener: Option<JoinHandle<()>>,
     controllers: Option<JoinHandle<()>>,
+    aggregator: Option<JoinHandle<()>>,
     stop_tx: tokio_watch::Sender<bool>,
     dir: tempfile::TempDir,
 }
@@ -172,6 +189,7 @@ impl TestApiServer {
             rv_tx,
             watch_epoch,
             faults: Mutex::new(Faults::default()),
+            aggregator: Mutex::new(AggregatorState::default()),
         });
         super::ops::bootstrap(&shared);
         let dir = tempfile::tempdir().map_err(|e| StartError::WriteKubeconfig {
@@ -184,6 +202,7 @@ impl TestApiServer {
             addr: ([127, 0, 0, 1], config.port).into(),
             listener: None,
             controllers: None,
+            aggregator: None,
             stop_tx,
             dir,
         };
@@ -239,6 +258,9 @@ impl TestApiServer {
             let stop_rx = self.stop_tx.subscribe();
             self.controllers = Some(tokio::spawn(super::controllers::run(shared, stop_rx)));
         }
+        // The aggregator is part of kube-apiserver, not of the controller manager.
+        let (shared, stop_rx) = (self.shared.clone(), self.stop_tx.subscribe());
+        self.aggregator = Some(tokio::spawn(super::aggregator::run(shared, stop_rx)));
         Ok(())
     }
 
@@ -374,6 +396,10 @@ impl TestApiServer {
         if let Some(h) = self.controllers.take() {
             let _ = h.await;
         }
+        if let Some(h) = self.aggregator.take() {
+            h.abort();
+            let _ = h.await;
+        }
     }
 
     /// Serve again on the same port with the same data, CA and tokens.
@@ -487,6 +513,9 @@ impl Drop for TestApiServer {
             h.abort();
         }
         if let Some(h) = self.controllers.take() {
+            h.abort();
+        }
+        if let Some(h) = self.aggregator.take() {
             h.abort();
         }
     }

@@ -83,6 +83,8 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     let virt = TestApiServer::start(ServerConfig {
         port: args.virtual_port,
+        // The tenant's metrics.k8s.io is vcsync's APIService, not a metrics-server of its own.
+        resource_metrics: false,
         ..ServerConfig::default()
     })
     .await?;
@@ -144,8 +146,8 @@ async fn main() -> anyhow::Result<()> {
         },
     })
     .await?;
-    // vcsync's metrics.k8s.io API, called as the virtual API server's aggregator would (with
-    // the front-proxy certificate of the virtual server's PKI).
+    // vcsync's metrics.k8s.io API, which the virtual API server's aggregator calls (with the
+    // front-proxy certificate of its PKI) for `kubectl top`.
     // On the machine's own address, not loopback: vcsync registers it in the virtual cluster
     // (Service, Endpoints, APIService), and Endpoints may not point at loopback.
     let metrics_api_cfg = vcsync::metrics_api::config(
@@ -170,17 +172,6 @@ async fn main() -> anyhow::Result<()> {
         registration,
         futures::future::pending::<()>(),
     ));
-    let metrics_client = vcsync_e2e::kubelet::api_server::client::KubeletClient::new(
-        metrics_api
-            .local_addr()
-            .ok_or_else(|| anyhow::anyhow!("the metrics API has no address"))?,
-        virt.ca_pem(),
-        Some(&vcsync_e2e::kubelet::ClientCertPem {
-            cert_pem: virt.tls().auth_proxy_cert_pem.clone(),
-            key_pem: virt.tls().auth_proxy_key_pem.clone(),
-        }),
-    )
-    .map_err(|e| anyhow::anyhow!(e))?;
 
     // vcsync between them.
     let engine_cfg = vcsync::sync::EngineConfig {
@@ -245,7 +236,7 @@ async fn main() -> anyhow::Result<()> {
                     if last.is_empty() || done {
                         show_workload_access(&virtual_kc).await;
                         show_network_policy(&hc, ns, &args.tenant).await;
-                        show_pod_metrics(&metrics_client).await;
+                        show_pod_metrics(&virtual_kc).await;
                         show_metrics_registration(&vc).await;
                     }
                     last = table;
@@ -294,9 +285,6 @@ async fn show_workload_access(virtual_kc: &std::path::Path) {
     println!();
 }
 
-/// What `kubectl top pods -n shop` would print, from vcsync's metrics API called as the
-/// virtual API server's aggregator calls it (the test API server does not aggregate APIs, so
-/// `kubectl top` itself cannot reach it here).
 /// The APIService vcsync registered for its metrics API (polled briefly: it is written by a
 /// loop of its own).
 async fn show_metrics_registration(vc: &kube::Client) {
@@ -339,45 +327,32 @@ async fn show_metrics_registration(vc: &kube::Client) {
     );
 }
 
-async fn show_pod_metrics(client: &vcsync_e2e::kubelet::api_server::client::KubeletClient) {
-    println!(
-        "$ kubectl top pods -n shop   (vcsync's metrics.k8s.io, called as the aggregator would)"
-    );
-    let resp = client
-        .request(
-            http::Method::GET,
-            "/apis/metrics.k8s.io/v1beta1/namespaces/shop/pods",
-            &[("X-Remote-User", "admin")],
-        )
-        .await;
-    let body = match resp {
-        Ok(r) => http_body_util::BodyExt::collect(r.into_body())
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default(),
-        Err(e) => {
-            println!("(the metrics API did not answer: {e})\n");
-            return;
+/// `kubectl top pods -n shop` against the virtual API, as the tenant runs it: the virtual
+/// server's aggregator proxies it to vcsync's metrics API (the APIService vcsync registered).
+/// Polled briefly: the aggregator needs a moment to find the backend available.
+async fn show_pod_metrics(virtual_kc: &std::path::Path) {
+    let args = ["top", "pods", "-n", "shop"];
+    println!("$ kubectl {}", args.join(" "));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = tokio::process::Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(virtual_kc)
+            .args(args)
+            .output()
+            .await;
+        match out {
+            Ok(o) if o.status.success() || tokio::time::Instant::now() >= deadline => {
+                print!("{}", String::from_utf8_lossy(&o.stdout));
+                print!("{}", String::from_utf8_lossy(&o.stderr));
+                break;
+            }
+            Ok(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+            Err(e) => {
+                println!("(kubectl did not run: {e})");
+                break;
+            }
         }
-    };
-    let list: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-    println!("{:<12} {:<10} MEMORY(bytes)", "NAME", "CPU(cores)");
-    for item in list["items"].as_array().into_iter().flatten() {
-        let usage = |r: &str| {
-            item["containers"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|c| c["usage"][r].as_str())
-                .collect::<Vec<_>>()
-                .join("+")
-        };
-        println!(
-            "{:<12} {:<10} {}",
-            item["metadata"]["name"].as_str().unwrap_or(""),
-            usage("cpu"),
-            usage("memory")
-        );
     }
     println!();
 }
