@@ -390,9 +390,11 @@ async fn finalizers_hold_deletion_until_removed() {
 async fn namespace_deletion_removes_content_then_namespace() {
     let (c, ns) = setup("conf-nsdel").await;
     let cms: Api<ConfigMap> = Api::namespaced(c.client.clone(), &ns);
-    cms.create(&PostParams::default(), &cm("inside", &[]))
-        .await
-        .unwrap();
+    // A finalizer keeps the namespace terminating until it is removed below, so the create in
+    // a terminating namespace is checked whatever the namespace controller's pace.
+    let mut inside = cm("inside", &[]);
+    inside.metadata.finalizers = Some(vec!["vcsync.io/test-hold".into()]);
+    cms.create(&PostParams::default(), &inside).await.unwrap();
     let nss: Api<Namespace> = Api::all(c.client.clone());
     nss.delete(&ns, &DeleteParams::default()).await.unwrap();
     let e = api_err(
@@ -401,6 +403,13 @@ async fn namespace_deletion_removes_content_then_namespace() {
             .unwrap_err(),
     );
     assert_eq!((e.code, e.reason.as_str()), (403, "Forbidden"));
+    cms.patch(
+        "inside",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
     wait_for(
         Duration::from_secs(60),
         "the namespace to disappear",
@@ -516,7 +525,9 @@ async fn bound_pods_are_deleted_gracefully() {
         .unwrap();
     assert_eq!(api_err(pods.get("p").await.unwrap_err()).code, 404);
 
-    let unbound: Pod = serde_json::from_value(json!({"metadata": {"name": "u"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}})).unwrap();
+    // No scheduler answers to this name, so the pod is still unbound when deleted (a scheduler
+    // binding it first would make the deletion graceful, rightly).
+    let unbound: Pod = serde_json::from_value(json!({"metadata": {"name": "u"}, "spec": {"schedulerName": "nobody", "containers": [{"name": "c", "image": "busybox"}]}})).unwrap();
     pods.create(&PostParams::default(), &unbound).await.unwrap();
     pods.delete("u", &DeleteParams::default()).await.unwrap();
     assert_eq!(api_err(pods.get("u").await.unwrap_err()).code, 404);
