@@ -69,10 +69,31 @@ pub struct PodSync {
     /// its watch may lag by the watcher's backoff) must not create the pod again (a 409 and a
     /// GET), nor take the missing pod for one that vanished.
     created: Mutex<HashMap<String, (Arc<HostPod>, std::time::Instant)>>,
+    /// The highest resourceVersion the host pod watch has delivered (0 until one parses as a
+    /// number): once it reaches a created pod's own, the cache has seen that pod (and, if it
+    /// is missing now, its deletion too).
+    host_rv_seen: std::sync::atomic::AtomicU64,
 }
 
-/// How long a created host pod stands in for the cache: longer than the watchers' backoff.
+/// How long a created host pod stands in for the cache when the watch's progress cannot tell
+/// (resourceVersions that are not numbers): longer than the watchers' backoff.
 const CREATED_TTL: Duration = Duration::from_secs(30);
+/// The longest a created host pod stands in for the cache at all: a watch lagging by more
+/// under a burst on an overloaded machine is still waited for, but not forever.
+const CREATED_MAX: Duration = Duration::from_secs(600);
+
+fn numeric_rv(meta: &ObjectMeta) -> Option<u64> {
+    meta.resource_version.as_deref()?.parse().ok()
+}
+
+/// Whether a host pod created `age` ago may still be missing from the cache only because its
+/// watch has not delivered it yet, given the highest resourceVersion delivered (`seen`).
+fn still_pending(created: &HostPod, age: Duration, seen: u64) -> bool {
+    match numeric_rv(&created.metadata) {
+        Some(rv) if seen > 0 => seen < rv && age < CREATED_MAX,
+        _ => age < CREATED_TTL,
+    }
+}
 
 fn now_secs() -> i64 {
     SystemTime::now()
@@ -83,21 +104,30 @@ fn now_secs() -> i64 {
 
 impl PodSync {
     /// The host pod `name` as far as this process knows: the cache's copy, else one it created
-    /// within [`CREATED_TTL`] that the cache does not show yet.
+    /// that the cache has not caught up with yet. Its watch may lag by far more than a fixed
+    /// time under a burst (a 10k-pod burst on 2 shared cores saw minutes), so "caught up" is
+    /// judged by the watch's progress where resourceVersions are numbers (etcd revisions, as
+    /// kube-apiserver's are), and by [`CREATED_TTL`] otherwise.
     fn host_pod(&self, name: &str, namespace: &str) -> Option<Arc<HostPod>> {
         let mut created = self.created.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(h) = self.host_pods.get(&ObjectRef::new(name).within(namespace)) {
             created.remove(name);
             return Some(h);
         }
+        let seen = self.host_rv_seen();
         match created.get(name) {
-            Some((p, at)) if at.elapsed() < CREATED_TTL => Some(p.clone()),
+            Some((p, at)) if still_pending(p, at.elapsed(), seen) => Some(p.clone()),
             Some(_) => {
                 created.remove(name);
-                None
+                // The watch may have delivered it between the two looks.
+                self.host_pods.get(&ObjectRef::new(name).within(namespace))
             }
             None => None,
         }
+    }
+
+    fn host_rv_seen(&self) -> u64 {
+        self.host_rv_seen.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn forget_created(&self, name: &str) {
@@ -110,7 +140,8 @@ impl PodSync {
     fn remember_created(&self, name: &str, pod: HostPod) {
         let mut created = self.created.lock().unwrap_or_else(|e| e.into_inner());
         if created.len() >= WRITTEN_CAP {
-            created.retain(|_, (_, at)| at.elapsed() < CREATED_TTL);
+            let seen = self.host_rv_seen();
+            created.retain(|_, (p, at)| still_pending(p, at.elapsed(), seen));
         }
         created.insert(name.to_string(), (Arc::new(pod), std::time::Instant::now()));
     }
@@ -225,6 +256,7 @@ pub async fn run(shared: Arc<Shared>, stop: super::Stop) {
         env: RwLock::new(None),
         written: Mutex::default(),
         created: Mutex::default(),
+        host_rv_seen: std::sync::atomic::AtomicU64::new(0),
     });
 
     // Every change of a virtual pod, its host pod or its token Secret queues the virtual pod.
@@ -242,6 +274,10 @@ pub async fn run(shared: Arc<Shared>, stop: super::Stop) {
     });
     let feed_host = hstream.take_until(stop.signal()).for_each(|r| {
         if let Ok(h) = &r {
+            if let Some(rv) = numeric_rv(&h.metadata) {
+                sync.host_rv_seen
+                    .fetch_max(rv, std::sync::atomic::Ordering::Relaxed);
+            }
             // The event and node back-syncs react to host pod changes too.
             let _ = shared.host_pod_changes.send(Arc::new(h.clone()));
         }
@@ -831,4 +867,43 @@ async fn mint(shared: &Shared, vp: &Pod, sources: &[TokenSource]) -> Result<Mint
         refresh_at = refresh_at.min(now + lifetime * 8 / 10);
     }
     Ok((data, refresh_at))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    fn created(rv: Option<&str>) -> HostPod {
+        HostPod {
+            metadata: ObjectMeta {
+                name: Some("p".into()),
+                resource_version: rv.map(str::to_string),
+                ..ObjectMeta::default()
+            },
+            ..HostPod::default()
+        }
+    }
+
+    #[rstest]
+    // The watch has not reached the pod's own version: still pending, however long it lags.
+    #[case::watch_behind(Some("100"), 99, 120, true)]
+    #[case::watch_reached_it(Some("100"), 100, 0, false)]
+    #[case::watch_past_it(Some("100"), 250, 0, false)]
+    #[case::waited_too_long(Some("100"), 99, 700, false)]
+    // Nothing parsed yet, or versions that are not numbers: a fixed time.
+    #[case::no_progress_known(Some("100"), 0, 10, true)]
+    #[case::opaque_version_fresh(Some("a1"), 50, 10, true)]
+    #[case::opaque_version_old(Some("a1"), 50, 40, false)]
+    fn a_created_pod_stands_in_until_the_watch_catches_up(
+        #[case] rv: Option<&str>,
+        #[case] seen: u64,
+        #[case] age_secs: u64,
+        #[case] pending: bool,
+    ) {
+        assert_eq!(
+            still_pending(&created(rv), Duration::from_secs(age_secs), seen),
+            pending
+        );
+    }
 }
