@@ -315,15 +315,7 @@ impl Encoder {
                 let def_id = def as *const ResourceDef as usize;
                 self.first = false;
                 c.encoded_or(def_id, etype, || {
-                    // The bytes `line(&json!({"type": etype, "object": wire}))` gives, without
-                    // copying the object into a new map first.
-                    let wire = convert::from_storage(def, &c.object);
-                    let mut b = format!("{{\"type\":\"{etype}\",\"object\":").into_bytes();
-                    if serde_json::to_writer(&mut b, &wire).is_err() {
-                        return line(&json!({"type": etype, "object": wire}));
-                    }
-                    b.extend_from_slice(b"}\n");
-                    Bytes::from(b)
+                    event_line(etype, &convert::from_storage(def, &c.object))
                 })
             }
         }
@@ -345,7 +337,7 @@ impl Encoder {
             _ => wire,
         };
         self.first = false;
-        line(&json!({"type": etype, "object": object}))
+        event_line(etype, &object)
     }
 
     fn bookmark(&self, rv: u64, initial_end: bool) -> Bytes {
@@ -382,8 +374,32 @@ fn too_old(rv: u64, current: u64) -> Bytes {
     }}))
 }
 
+/// The bytes `line(&json!({"type": etype, "object": object}))` gives, without copying the
+/// object into a new map first (`json!` serializes its arguments into fresh values).
+fn event_line(etype: &str, object: &Value) -> Bytes {
+    let mut b = format!("{{\"type\":\"{etype}\",\"object\":").into_bytes();
+    if serde_json::to_writer(&mut b, object).is_err() {
+        return line(&json!({"type": etype, "object": object}));
+    }
+    b.extend_from_slice(b"}\n");
+    Bytes::from(b)
+}
+
 fn line(v: &Value) -> Bytes {
     let mut b = serde_json::to_vec(v).unwrap_or_default();
     b.push(b'\n');
     Bytes::from(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_lines_are_the_bytes_of_the_event_object() {
+        let obj = json!({"kind": "Pod", "metadata": {"name": "a\"b", "labels": {"x": "y"}}, "n": [1, 2.5, null]});
+        for t in ["ADDED", "MODIFIED", "DELETED"] {
+            assert_eq!(event_line(t, &obj), line(&json!({"type": t, "object": obj})));
+        }
+    }
 }
