@@ -399,7 +399,10 @@ mod tests {
     fn event_lines_are_the_bytes_of_the_event_object() {
         let obj = json!({"kind": "Pod", "metadata": {"name": "a\"b", "labels": {"x": "y"}}, "n": [1, 2.5, null]});
         for t in ["ADDED", "MODIFIED", "DELETED"] {
-            assert_eq!(event_line(t, &obj), line(&json!({"type": t, "object": obj})));
+            assert_eq!(
+                event_line(t, &obj),
+                line(&json!({"type": t, "object": obj}))
+            );
         }
     }
 }
