@@ -311,11 +311,22 @@ impl Runner {
         self.unschedulable.remove(uid);
     }
 
+    /// Looks again at the pods whose back-off ran out. Only those: every other pod is either
+    /// settled (running, bound elsewhere, force-deleted) or has a task in flight whose
+    /// completion reconciles it, and any change to it arrives as a watch event; so a resync
+    /// costs O(pods backing off), not O(all pods) every interval.
     fn resync(&mut self) {
         let now = Instant::now();
-        self.retry_after.retain(|_, at| *at > now);
-        let uids: Vec<String> = self.pods.keys().cloned().collect();
-        for uid in uids {
+        let due: Vec<String> = self
+            .retry_after
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(uid, _)| uid.clone())
+            .collect();
+        for uid in &due {
+            self.retry_after.remove(uid);
+        }
+        for uid in due {
             self.reconcile(&uid);
         }
     }
