@@ -341,3 +341,63 @@ async fn restart_does_not_rebind_or_reuse_ips() {
     assert_eq!(stats.bound, 1, "{stats:?}");
     again.stop().await.expect("stop");
 }
+
+/// The node loads the scheduler fits against follow every pod change: a full node refuses the
+/// next pod ("Too many pods"), and takes it once a pod on it is gone (the back-off resync
+/// retries it without a watch event for the pending pod).
+#[tokio::test]
+async fn a_full_node_takes_a_pending_pod_once_one_is_deleted() {
+    let config = KubeletConfig::default()
+        .nodes([SimNode::new("small").pods(2)])
+        .resync_interval(Duration::from_millis(100));
+    let f = fixture("sim-full", config).await;
+    let node_of = |p: &Pod| p.spec.as_ref().and_then(|s| s.node_name.clone());
+    for name in ["a", "b"] {
+        f.pods
+            .create(&PostParams::default(), &pod(name, json!({})))
+            .await
+            .expect("create pod");
+    }
+    for name in ["a", "b"] {
+        eventually("the first two pods bound", || async {
+            phase_of(&f.pods, name)
+                .await
+                .filter(|p| node_of(p).is_some())
+        })
+        .await;
+    }
+    f.pods
+        .create(&PostParams::default(), &pod("c", json!({})))
+        .await
+        .expect("create pod");
+    let pending = eventually("pod c unschedulable", || async {
+        phase_of(&f.pods, "c").await.filter(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| {
+                    cs.iter().any(|c| {
+                        c.reason.as_deref() == Some("Unschedulable")
+                            && c.message
+                                .as_deref()
+                                .is_some_and(|m| m.contains("Too many pods"))
+                    })
+                })
+        })
+    })
+    .await;
+    assert_eq!(node_of(&pending), None);
+    f.pods
+        .delete("a", &DeleteParams::default())
+        .await
+        .expect("delete pod a");
+    let placed = eventually("pod c bound after a is gone", || async {
+        phase_of(&f.pods, "c")
+            .await
+            .filter(|p| node_of(p).is_some())
+    })
+    .await;
+    assert_eq!(node_of(&placed).as_deref(), Some("small"));
+    assert!(phase_of(&f.pods, "a").await.is_none(), "a is gone");
+    f.kubelet.stop().await.expect("stop");
+}

@@ -689,26 +689,39 @@ fn list(r: &Req) -> Result<Response<Body>, ApiError> {
         Some((_, key)) => st.store.list_after(def.storage, ns, key),
         None => st.store.list(def.storage, ns),
     };
-    let mut items: Vec<Value> = Vec::new();
+    // Under the lock only references are taken (the stored objects are immutable `Arc`s):
+    // copying them into the response happens after it is released.
+    let mut picked: Vec<Arc<Value>> = Vec::new();
     let mut remaining = 0usize;
-    let mut last_key: Option<(String, String)> = None;
     let mut more = false;
+    let selective = !label.is_empty() || !field.is_empty();
     for obj in iter {
         if !label.matches(obj["metadata"]["labels"].as_object()) || !field.matches(obj) {
             continue;
         }
-        if limit > 0 && items.len() >= limit {
+        if limit > 0 && picked.len() >= limit {
             more = true;
             remaining += 1;
+            if selective {
+                // remainingItemCount is only sent without selectors: one more match is all
+                // that needs knowing.
+                break;
+            }
             continue;
         }
-        last_key = Some((
-            ops::meta_str(obj, "namespace").to_string(),
-            ops::meta_str(obj, "name").to_string(),
-        ));
-        items.push(convert::from_storage(def, obj));
+        picked.push(obj.clone());
     }
     drop(st);
+    let last_key: Option<(String, String)> = picked.last().map(|obj| {
+        (
+            ops::meta_str(obj, "namespace").to_string(),
+            ops::meta_str(obj, "name").to_string(),
+        )
+    });
+    let items: Vec<Value> = picked
+        .iter()
+        .map(|obj| convert::from_storage(def, obj))
+        .collect();
     let list_rv = start.as_ref().map(|(rv, _)| *rv).unwrap_or(rv);
     let mut metadata = json!({"resourceVersion": list_rv.to_string()});
     if more && let Some(k) = last_key {
@@ -726,7 +739,14 @@ fn list(r: &Req) -> Result<Response<Body>, ApiError> {
         }
         _ => {
             let items: Vec<Value> = items.into_iter().map(strip_type_meta).collect();
-            json!({"kind": def.list_kind(), "apiVersion": def.api_version(), "metadata": metadata, "items": items})
+            // Built by hand: `json!` would copy every item once more (it serializes the
+            // expressions it is given into new values).
+            let mut list = serde_json::Map::new();
+            list.insert("kind".into(), json!(def.list_kind()));
+            list.insert("apiVersion".into(), json!(def.api_version()));
+            list.insert("metadata".into(), metadata);
+            list.insert("items".into(), Value::Array(items));
+            Value::Object(list)
         }
     };
     Ok(json_response(200, &body, &[]))

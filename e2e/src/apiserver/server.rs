@@ -155,6 +155,10 @@ pub enum StartError {
 /// A running test API server.
 pub struct TestApiServer {
     shared: Arc<Shared>,
+    /// The runtime `start` ran on: the listener, connections, watches and controllers of every
+    /// (re)start run there, so a benchmark can give the server a runtime of its own and
+    /// attribute its CPU by thread.
+    runtime: tokio::runtime::Handle,
     addr: SocketAddr,
     listener: Option<JoinHandle<()>>,
     controllers: Option<JoinHandle<()>>,
@@ -199,6 +203,7 @@ impl TestApiServer {
         let (stop_tx, _) = tokio_watch::channel(false);
         let mut server = TestApiServer {
             shared,
+            runtime: tokio::runtime::Handle::current(),
             addr: ([127, 0, 0, 1], config.port).into(),
             listener: None,
             controllers: None,
@@ -213,17 +218,24 @@ impl TestApiServer {
     }
 
     async fn listen(&mut self, port: u16) -> Result<(), StartError> {
-        let listener = TcpListener::bind(("127.0.0.1", port))
-            .await
-            .map_err(|e| StartError::Bind { port, source: e })?;
-        self.addr = listener
-            .local_addr()
-            .map_err(|e| StartError::Bind { port, source: e })?;
+        // Bound here, registered with the reactor inside the server's runtime (below): a
+        // restart called from another runtime must not tie the socket to that one.
+        let bind = |e| StartError::Bind { port, source: e };
+        let std_listener = std::net::TcpListener::bind(("127.0.0.1", port)).map_err(bind)?;
+        std_listener.set_nonblocking(true).map_err(bind)?;
+        self.addr = std_listener.local_addr().map_err(bind)?;
         let acceptor = tls_acceptor(&self.shared.tls)?;
         let shared = self.shared.clone();
         let _ = self.stop_tx.send(false);
         let mut stop_rx = self.stop_tx.subscribe();
-        self.listener = Some(tokio::spawn(async move {
+        self.listener = Some(self.runtime.spawn(async move {
+            let listener = match TcpListener::from_std(std_listener) {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::error!("test api server: registering the listener failed: {e}");
+                    return;
+                }
+            };
             let mut conns = tokio::task::JoinSet::new();
             loop {
                 tokio::select! {
@@ -256,7 +268,7 @@ impl TestApiServer {
         if self.shared.config.controllers {
             let shared = self.shared.clone();
             let stop_rx = self.stop_tx.subscribe();
-            self.controllers = Some(tokio::spawn(super::controllers::run(shared, stop_rx)));
+            self.controllers = Some(self.runtime.spawn(super::controllers::run(shared, stop_rx)));
         }
         // The aggregator is part of kube-apiserver, not of the controller manager.
         let (shared, stop_rx) = (self.shared.clone(), self.stop_tx.subscribe());

@@ -5,7 +5,9 @@
 //! which keeps resourceVersion order and event order identical.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
 
 use serde_json::Value;
 
@@ -28,7 +30,7 @@ impl EventType {
 }
 
 /// One change, as kept in the history.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Change {
     pub rv: u64,
     pub storage: &'static str,
@@ -39,7 +41,32 @@ pub struct Change {
     /// The object before the change (None for ADDED): selector-filtered watches need it to turn
     /// "stopped matching" into DELETED and "started matching" into ADDED.
     pub previous: Option<Arc<Value>>,
+    /// Watch event lines already encoded for this change, by (resource definition, event
+    /// type): every plain-JSON watcher of the resource sends the same bytes, so the object is
+    /// copied and serialized once per change, not once per watcher.
+    pub encoded: Mutex<Vec<(usize, &'static str, Bytes)>>,
 }
+
+impl Change {
+    /// The encoded event line for `(def_id, etype)`, made by `encode` on first use.
+    pub fn encoded_or(
+        &self,
+        def_id: usize,
+        etype: &'static str,
+        encode: impl FnOnce() -> Bytes,
+    ) -> Bytes {
+        let mut cache = self.encoded.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, _, b)) = cache.iter().find(|(d, t, _)| *d == def_id && *t == etype) {
+            return b.clone();
+        }
+        let b = encode();
+        cache.push((def_id, etype, b.clone()));
+        b
+    }
+}
+
+/// How many of the newest changes keep their encoded watch events.
+const ENCODED_KEPT: usize = 4096;
 
 /// Key of an object within its storage bucket. Ordering gives kube-apiserver's list order
 /// (namespace, then name).
@@ -155,6 +182,7 @@ impl Store {
             etype,
             object: obj.clone(),
             previous,
+            encoded: Mutex::default(),
         });
         obj
     }
@@ -178,12 +206,23 @@ impl Store {
             etype: EventType::Deleted,
             object: last.clone(),
             previous: Some(previous),
+            encoded: Mutex::default(),
         });
         Some(last)
     }
 
     fn record(&mut self, change: Change) {
         self.history.push_back(Arc::new(change));
+        // Watchers are normally current: keep encoded events of the recent changes only, so the
+        // cache costs a bounded amount of memory however long the history is.
+        if let Some(old) = self
+            .history
+            .len()
+            .checked_sub(ENCODED_KEPT + 1)
+            .and_then(|i| self.history.get(i))
+        {
+            *old.encoded.lock().unwrap_or_else(|e| e.into_inner()) = Vec::new();
+        }
         while self.history.len() > self.window {
             if let Some(old) = self.history.pop_front() {
                 self.compacted = old.rv;

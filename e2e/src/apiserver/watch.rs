@@ -51,24 +51,41 @@ impl Filter {
     }
 
     /// The event a change produces for this watcher, if any.
-    fn event_for(&self, c: &Change) -> Option<(&'static str, Value)> {
+    fn event_for(&self, c: &Arc<Change>) -> Option<(&'static str, EventObject)> {
         if !self.in_scope(c) {
             return None;
         }
         let cur = self.matches(&c.object);
         let prev = c.previous.as_deref().is_some_and(|p| self.matches(p));
+        let this = || EventObject::Change(c.clone());
         match c.etype {
-            EventType::Added if cur => Some(("ADDED", (*c.object).clone())),
-            EventType::Modified if cur && prev => Some(("MODIFIED", (*c.object).clone())),
-            EventType::Modified if cur => Some(("ADDED", (*c.object).clone())),
+            EventType::Added if cur => Some(("ADDED", this())),
+            EventType::Modified if cur && prev => Some(("MODIFIED", this())),
+            EventType::Modified if cur => Some(("ADDED", this())),
             EventType::Modified if prev => {
                 // Left the selector: the previous state, stamped with this change's version.
                 let mut old = c.previous.as_deref().cloned().unwrap_or(Value::Null);
                 old["metadata"]["resourceVersion"] = json!(c.rv.to_string());
-                Some(("DELETED", old))
+                Some(("DELETED", EventObject::Owned(old)))
             }
-            EventType::Deleted if cur || prev => Some(("DELETED", (*c.object).clone())),
+            EventType::Deleted if cur || prev => Some(("DELETED", this())),
             _ => None,
+        }
+    }
+}
+
+/// The object of one event: the change's own object (shared, its encoding cached across
+/// watchers) or one made for this watcher alone.
+enum EventObject {
+    Change(Arc<Change>),
+    Owned(Value),
+}
+
+impl EventObject {
+    fn value(&self) -> &Value {
+        match self {
+            EventObject::Change(c) => &c.object,
+            EventObject::Owned(v) => v,
         }
     }
 }
@@ -195,7 +212,7 @@ fn stream(
         let mut next_periodic = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
             // Drain everything already in history.
-            let batch: Result<Vec<(&'static str, Value)>, u64> = {
+            let batch: Result<Vec<(&'static str, EventObject)>, u64> = {
                 let st = shared.lock();
                 if !st.store.can_resume(pos) {
                     Err(st.store.rv())
@@ -218,13 +235,17 @@ fn stream(
                 }
                 Ok(events) => {
                     for (t, o) in events {
-                        if let Some(rv) = o["metadata"]["resourceVersion"]
+                        if let Some(rv) = o.value()["metadata"]["resourceVersion"]
                             .as_str()
                             .and_then(|s| s.parse().ok())
                         {
                             last_sent = rv;
                         }
-                        if tx.send(enc.event(t, &o)).await.is_err() {
+                        let line = match &o {
+                            EventObject::Change(c) => enc.change_event(t, c),
+                            EventObject::Owned(v) => enc.event(t, v),
+                        };
+                        if tx.send(line).await.is_err() {
                             return;
                         }
                     }
@@ -283,6 +304,23 @@ struct Encoder {
 }
 
 impl Encoder {
+    /// The event for a change's own object. Plain JSON (and YAML, which watches answer in
+    /// JSON) is the same for every watcher of the resource: encoded once per change, then
+    /// shared. Tables and metadata-only views depend on the watcher and are made each time.
+    fn change_event(&mut self, etype: &'static str, c: &Change) -> Bytes {
+        match self.repr {
+            Representation::Table | Representation::PartialMetadata => self.event(etype, &c.object),
+            _ => {
+                let def = self.def;
+                let def_id = def as *const ResourceDef as usize;
+                self.first = false;
+                c.encoded_or(def_id, etype, || {
+                    event_line(etype, &convert::from_storage(def, &c.object))
+                })
+            }
+        }
+    }
+
     fn event(&mut self, etype: &str, obj: &Value) -> Bytes {
         let wire = convert::from_storage(self.def, obj);
         let object = match self.repr {
@@ -299,7 +337,7 @@ impl Encoder {
             _ => wire,
         };
         self.first = false;
-        line(&json!({"type": etype, "object": object}))
+        event_line(etype, &object)
     }
 
     fn bookmark(&self, rv: u64, initial_end: bool) -> Bytes {
@@ -336,8 +374,35 @@ fn too_old(rv: u64, current: u64) -> Bytes {
     }}))
 }
 
+/// The bytes `line(&json!({"type": etype, "object": object}))` gives, without copying the
+/// object into a new map first (`json!` serializes its arguments into fresh values).
+fn event_line(etype: &str, object: &Value) -> Bytes {
+    let mut b = format!("{{\"type\":\"{etype}\",\"object\":").into_bytes();
+    if serde_json::to_writer(&mut b, object).is_err() {
+        return line(&json!({"type": etype, "object": object}));
+    }
+    b.extend_from_slice(b"}\n");
+    Bytes::from(b)
+}
+
 fn line(v: &Value) -> Bytes {
     let mut b = serde_json::to_vec(v).unwrap_or_default();
     b.push(b'\n');
     Bytes::from(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_lines_are_the_bytes_of_the_event_object() {
+        let obj = json!({"kind": "Pod", "metadata": {"name": "a\"b", "labels": {"x": "y"}}, "n": [1, 2.5, null]});
+        for t in ["ADDED", "MODIFIED", "DELETED"] {
+            assert_eq!(
+                event_line(t, &obj),
+                line(&json!({"type": t, "object": obj}))
+            );
+        }
+    }
 }

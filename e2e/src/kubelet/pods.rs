@@ -69,8 +69,17 @@ pub(crate) struct Runner {
     shared: Arc<Shared>,
     ipam: IpAllocator,
     node_ips: Vec<String>,
-    /// Latest version of every watched pod, by UID.
-    pods: HashMap<String, Pod>,
+    /// Node index by name (a pod's node is looked up on every reconcile).
+    node_by_name: HashMap<String, usize>,
+    /// Latest version of every watched pod, by UID. Shared (`Arc`) with the tasks and the
+    /// kubelet API registry, so handing a pod on never deep-copies it.
+    pods: HashMap<String, Arc<Pod>>,
+    /// What each non-terminal pod placed (or being placed) on one of our nodes counts against
+    /// it: `(node, requests)`, by UID. Kept current on every change so scheduling a pod costs
+    /// O(nodes), not O(all pods).
+    placed: HashMap<String, (usize, resources::Requests)>,
+    /// The sum of `placed` per node.
+    loads: Vec<NodeLoad>,
     /// Pods this scheduler chose a node for whose binding the watch has not shown yet.
     assumed: HashMap<String, usize>,
     /// Pods with an API task in flight (at most one per pod).
@@ -97,13 +106,23 @@ impl Runner {
         ipam: IpAllocator,
     ) -> Self {
         let node_ips = (0..cfg.nodes.len()).map(|i| cfg.node_ip(i)).collect();
+        let node_by_name = cfg
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.name.clone(), i))
+            .collect();
+        let loads = vec![NodeLoad::default(); cfg.nodes.len()];
         Self {
             client,
             cfg,
             shared,
             ipam,
             node_ips,
+            node_by_name,
             pods: HashMap::new(),
+            placed: HashMap::new(),
+            loads,
             assumed: HashMap::new(),
             inflight: HashSet::new(),
             started: HashSet::new(),
@@ -192,13 +211,13 @@ impl Runner {
                 }
                 // Learn every IP in use before allocating any, so a restart never hands out
                 // an address a pod further down the list already has.
-                for pod in &listed {
-                    self.remember(pod);
-                }
                 let uids: Vec<String> = listed
                     .iter()
                     .filter_map(|p| p.metadata.uid.clone())
                     .collect();
+                for pod in listed {
+                    self.remember(Arc::new(pod));
+                }
                 for uid in uids {
                     self.reconcile(&uid);
                 }
@@ -214,13 +233,13 @@ impl Runner {
 
     fn apply(&mut self, pod: Pod) {
         if let Some(uid) = pod.metadata.uid.clone() {
-            self.remember(&pod);
+            self.remember(Arc::new(pod));
             self.reconcile(&uid);
         }
     }
 
     /// Stores the pod and reserves its IP.
-    fn remember(&mut self, pod: &Pod) {
+    fn remember(&mut self, pod: Arc<Pod>) {
         let Some(uid) = pod.metadata.uid.clone() else {
             return;
         };
@@ -235,19 +254,52 @@ impl Runner {
             && self.ipam.contains(ip)
             && !self.ipam.reserve(&uid, ip)
         {
-            warn!(pod = ?ns_name(pod), %ip, "pod ip already held by another pod");
+            warn!(pod = ?ns_name(&pod), %ip, "pod ip already held by another pod");
         }
-        if node_name(pod).is_some() {
+        if node_name(&pod).is_some() {
             self.assumed.remove(&uid);
         }
         if let Some(registry) = &self.shared.registry {
-            registry.update(pod);
+            registry.update(&pod);
         }
-        self.pods.insert(uid, pod.clone());
+        self.pods.insert(uid.clone(), pod);
+        self.refresh_load(&uid);
+    }
+
+    /// Re-derives what `uid` counts against a node (after any change of the pod or of its
+    /// assumed node), keeping `loads` equal to a fresh count over all pods.
+    fn refresh_load(&mut self, uid: &str) {
+        if let Some((i, r)) = self.placed.remove(uid)
+            && let Some(load) = self.loads.get_mut(i)
+        {
+            load.pods -= 1;
+            load.requested.cpu_milli -= r.cpu_milli;
+            load.requested.memory_milli -= r.memory_milli;
+        }
+        let Some(pod) = self.pods.get(uid) else {
+            return;
+        };
+        if is_terminal(pod) {
+            return;
+        }
+        let index = match node_name(pod) {
+            Some(n) => self.node_index(n),
+            None => self.assumed.get(uid).copied(),
+        };
+        if let Some(i) = index
+            && let Some(load) = self.loads.get_mut(i)
+        {
+            let r = resources::pod_requests(pod);
+            load.pods += 1;
+            load.requested.cpu_milli += r.cpu_milli;
+            load.requested.memory_milli += r.memory_milli;
+            self.placed.insert(uid.to_owned(), (i, r));
+        }
     }
 
     fn forget(&mut self, uid: &str) {
         self.pods.remove(uid);
+        self.refresh_load(uid);
         if let Some(registry) = &self.shared.registry {
             registry.remove(uid);
         }
@@ -259,11 +311,22 @@ impl Runner {
         self.unschedulable.remove(uid);
     }
 
+    /// Looks again at the pods whose back-off ran out. Only those: every other pod is either
+    /// settled (running, bound elsewhere, force-deleted) or has a task in flight whose
+    /// completion reconciles it, and any change to it arrives as a watch event; so a resync
+    /// costs O(pods backing off), not O(all pods) every interval.
     fn resync(&mut self) {
         let now = Instant::now();
-        self.retry_after.retain(|_, at| *at > now);
-        let uids: Vec<String> = self.pods.keys().cloned().collect();
-        for uid in uids {
+        let due: Vec<String> = self
+            .retry_after
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(uid, _)| uid.clone())
+            .collect();
+        for uid in &due {
+            self.retry_after.remove(uid);
+        }
+        for uid in due {
             self.reconcile(&uid);
         }
     }
@@ -279,6 +342,7 @@ impl Runner {
             }
             (TaskKind::Bind, false) => {
                 self.assumed.remove(&done.uid);
+                self.refresh_load(&done.uid);
             }
             _ => {}
         }
@@ -290,27 +354,7 @@ impl Runner {
     }
 
     fn node_index(&self, name: &str) -> Option<usize> {
-        self.cfg.nodes.iter().position(|n| n.name == name)
-    }
-
-    fn loads(&self) -> Vec<NodeLoad> {
-        let mut loads = vec![NodeLoad::default(); self.cfg.nodes.len()];
-        for (uid, pod) in &self.pods {
-            if is_terminal(pod) {
-                continue;
-            }
-            let index = match node_name(pod) {
-                Some(n) => self.node_index(n),
-                None => self.assumed.get(uid).copied(),
-            };
-            if let Some(load) = index.and_then(|i| loads.get_mut(i)) {
-                let r = resources::pod_requests(pod);
-                load.pods += 1;
-                load.requested.cpu_milli += r.cpu_milli;
-                load.requested.memory_milli += r.memory_milli;
-            }
-        }
-        loads
+        self.node_by_name.get(name).copied()
     }
 
     /// Works out what `uid` needs next and starts it, unless something is already in flight.
@@ -351,7 +395,7 @@ impl Runner {
         }
     }
 
-    fn schedule(&mut self, uid: &str, pod: Pod) {
+    fn schedule(&mut self, uid: &str, pod: Arc<Pod>) {
         let spec = pod.spec.as_ref();
         if !self.cfg.schedule
             || is_terminal(&pod)
@@ -362,17 +406,17 @@ impl Runner {
         {
             return;
         }
-        let loads = self.loads();
         match scheduling::select_node(
             &pod,
             &self.cfg.nodes,
-            &loads,
+            &self.loads,
             self.cfg.strategy,
             &mut self.cursor,
         ) {
             Ok(i) => {
                 self.unschedulable.remove(uid);
                 self.assumed.insert(uid.to_owned(), i);
+                self.refresh_load(uid);
                 self.spawn(
                     uid,
                     TaskKind::Bind,
@@ -396,7 +440,7 @@ impl Runner {
         }
     }
 
-    fn spawn_start(&mut self, uid: &str, pod: Pod, node: usize) {
+    fn spawn_start(&mut self, uid: &str, pod: Arc<Pod>, node: usize) {
         let host_ip = self.node_ips[node].clone();
         let host_network = pod
             .spec
@@ -422,7 +466,7 @@ impl Runner {
         self.spawn(uid, TaskKind::Start, fut);
     }
 
-    fn spawn_delete(&mut self, uid: &str, pod: Pod, node: usize) {
+    fn spawn_delete(&mut self, uid: &str, pod: Arc<Pod>, node: usize) {
         let node_name = self.cfg.nodes[node].name.clone();
         let fut = finish_deletion(self.ctx(), pod, node_name);
         self.spawn(uid, TaskKind::Delete, fut);
@@ -512,7 +556,7 @@ impl Ctx {
     }
 }
 
-async fn bind(ctx: Ctx, pod: Pod, node: String) -> bool {
+async fn bind(ctx: Ctx, pod: Arc<Pod>, node: String) -> bool {
     let (namespace, name) = ns_name(&pod);
     let binding = Binding {
         metadata: ObjectMeta {
@@ -559,7 +603,7 @@ async fn bind(ctx: Ctx, pod: Pod, node: String) -> bool {
     }
 }
 
-async fn report_unschedulable(ctx: Ctx, pod: Pod, message: String) -> bool {
+async fn report_unschedulable(ctx: Ctx, pod: Arc<Pod>, message: String) -> bool {
     let (namespace, name) = ns_name(&pod);
     info!(%namespace, %name, %message, "pod is unschedulable");
     ctx.shared.bump(|c| &c.unschedulable);
@@ -603,7 +647,7 @@ fn container_names(pod: &Pod) -> Vec<String> {
 
 async fn start_pod(
     ctx: Ctx,
-    mut pod: Pod,
+    mut pod: Arc<Pod>,
     node: String,
     host_ip: String,
     pod_ip: String,
@@ -613,7 +657,7 @@ async fn start_pod(
     if !ctx.cfg.start_delay.is_zero() {
         let creating = status::creating_status(&pod, &host_ip, Timestamp::now());
         match ctx.patch_status(&pod, &creating, KUBELET).await {
-            Ok(updated) => pod = updated,
+            Ok(updated) => pod = Arc::new(updated),
             Err(e) if matches!(api_code(&e), Some(404 | 409)) => return true,
             Err(e) => {
                 ctx.failed("patch pod status (creating)", &pod, &e);
@@ -660,7 +704,7 @@ async fn start_pod(
     }
 }
 
-async fn finish_deletion(ctx: Ctx, pod: Pod, node: String) -> bool {
+async fn finish_deletion(ctx: Ctx, pod: Arc<Pod>, node: String) -> bool {
     let (namespace, name) = ns_name(&pod);
     if !ctx.cfg.deletion_delay.is_zero() {
         tokio::time::sleep(ctx.cfg.deletion_delay).await;

@@ -1,6 +1,10 @@
 //! One benchmark environment: a host and a virtual API (two in-process test API servers, or two
 //! real clusters), the kubelet simulator on the host, the tenant's host namespace, a second host
 //! namespace for the direct-to-host baseline, and the vcsync *binary* as a child process.
+//!
+//! Each test API server and the kubelet simulator run on a tokio runtime of their own whose
+//! threads carry its name ([`HOST_API_THREADS`], ...), so the bench can tell their CPU apart by
+//! thread (see [`crate::cost`]); the bench's own clients and watches run on the main runtime.
 
 use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
@@ -24,6 +28,50 @@ use crate::probe;
 /// The user vcsync's requests are counted under on the test API servers.
 pub const ENGINE_USER: &str = "vcsync";
 const ENGINE_TOKEN: &str = "vcsync-bench-token";
+/// The user the kubelet simulator's requests are counted under on the host test API server.
+pub const KUBELET_USER: &str = "kubelet-sim";
+const KUBELET_TOKEN: &str = "kubelet-sim-bench-token";
+
+/// Thread names of the runtimes the fixtures run on (at most 15 bytes: Linux truncates).
+pub const HOST_API_THREADS: &str = "host-api";
+pub const VIRTUAL_API_THREADS: &str = "virtual-api";
+pub const KUBELET_THREADS: &str = "kubelet-sim";
+
+/// A tokio runtime with named threads, shut down without blocking when dropped (the
+/// environment is dropped inside the bench's own runtime, where a blocking shutdown panics).
+pub struct NamedRuntime(Option<tokio::runtime::Runtime>);
+
+impl NamedRuntime {
+    fn new(name: &str) -> std::io::Result<NamedRuntime> {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name(name)
+            // Blocking-pool threads that exit take their CPU time with them: keep them.
+            .thread_keep_alive(Duration::from_secs(24 * 3600))
+            .enable_all()
+            .build()?;
+        Ok(NamedRuntime(Some(rt)))
+    }
+
+    /// Run `fut` on this runtime and wait for it from the caller's.
+    async fn run<F>(&self, fut: F) -> anyhow::Result<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let rt = self.0.as_ref().context("the runtime is running")?;
+        Ok(rt.spawn(fut).await?)
+    }
+}
+
+impl Drop for NamedRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
 
 /// Label (and value) of every pod the bench creates; the kubelet simulator handles only these.
 pub const APP: (&str, &str) = ("app", "vcsync-bench");
@@ -120,13 +168,17 @@ pub struct Env {
     opts: EnvOptions,
     pub vcsync: Option<Vcsync>,
     logs: usize,
+    /// Last, so the servers and the simulator are gone before their runtimes stop.
+    _runtimes: Vec<NamedRuntime>,
 }
 
 impl Env {
     /// Set everything up except vcsync (see [`Env::start_vcsync`]).
     pub async fn new(opts: &EnvOptions) -> anyhow::Result<Env> {
         let dir = tempfile::Builder::new().prefix("vcsync-bench").tempdir()?;
-        let (host, virt, host_server, virtual_server, host_kc, virt_kc) =
+        let kubelet_rt = NamedRuntime::new(KUBELET_THREADS)?;
+        let mut runtimes = Vec::new();
+        let (host, virt, host_server, virtual_server, host_kc, virt_kc, kubelet_kc) =
             match (&opts.host_kubeconfig, &opts.virtual_kubeconfig) {
                 (Some(h), Some(v)) => {
                     let hs = h.to_string_lossy();
@@ -138,22 +190,33 @@ impl Env {
                         None,
                         h.clone(),
                         v.clone(),
+                        h.clone(),
                     )
                 }
                 (None, None) => {
                     let config = || ServerConfig {
-                        users: vec![(ENGINE_TOKEN.to_owned(), ENGINE_USER.to_owned())],
+                        users: vec![
+                            (ENGINE_TOKEN.to_owned(), ENGINE_USER.to_owned()),
+                            (KUBELET_TOKEN.to_owned(), KUBELET_USER.to_owned()),
+                        ],
                         // Enough watch history that a resuming client never sees a 410 the
                         // scenario did not ask for.
                         history_window: 400_000,
                         ..ServerConfig::default()
                     };
-                    let hs = TestApiServer::start(config()).await?;
-                    let vs = TestApiServer::start(config()).await?;
+                    // Started on their own runtimes: everything a server spawns stays there.
+                    let host_rt = NamedRuntime::new(HOST_API_THREADS)?;
+                    let virt_rt = NamedRuntime::new(VIRTUAL_API_THREADS)?;
+                    let hs = host_rt.run(TestApiServer::start(config())).await??;
+                    let vs = virt_rt.run(TestApiServer::start(config())).await??;
+                    runtimes.push(host_rt);
+                    runtimes.push(virt_rt);
                     let host_kc = dir.path().join("host.kubeconfig");
                     let virt_kc = dir.path().join("virtual.kubeconfig");
+                    let kubelet_kc = dir.path().join("kubelet.kubeconfig");
                     std::fs::write(&host_kc, hs.kubeconfig_yaml_for(ENGINE_TOKEN))?;
                     std::fs::write(&virt_kc, vs.kubeconfig_yaml_for(ENGINE_TOKEN))?;
+                    std::fs::write(&kubelet_kc, hs.kubeconfig_yaml_for(KUBELET_TOKEN))?;
                     (
                         hs.client(),
                         vs.client(),
@@ -161,6 +224,7 @@ impl Env {
                         Some(vs),
                         host_kc,
                         virt_kc,
+                        kubelet_kc,
                     )
                 }
                 _ => anyhow::bail!(
@@ -198,15 +262,25 @@ impl Env {
             Err(kube::Error::Api(s)) if s.code == 409 => {}
             Err(e) => return Err(e).context("creating the virtual kube-dns service"),
         }
-        let nodes = (0..opts.nodes)
-            .map(|i| SimNode::new(format!("bench-node-{i}")).pods(opts.pods_per_node));
-        let kubelet = Kubelet::start(
-            host.clone(),
-            KubeletConfig::default()
-                .nodes(nodes)
-                .all_namespaces()
-                .label_selector(SELECTOR),
-        )?;
+        let nodes: Vec<SimNode> = (0..opts.nodes)
+            .map(|i| SimNode::new(format!("bench-node-{i}")).pods(opts.pods_per_node))
+            .collect();
+        // The simulator's client is made on its runtime too (a kube client spawns its buffer
+        // task where it is built), under its own user so its requests are counted apart.
+        let kc = kubelet_kc.to_string_lossy().into_owned();
+        let kubelet = kubelet_rt
+            .run(async move {
+                let client = client_from_kubeconfig(&kc).await;
+                Kubelet::start(
+                    client,
+                    KubeletConfig::default()
+                        .nodes(nodes)
+                        .all_namespaces()
+                        .label_selector(SELECTOR),
+                )
+            })
+            .await??;
+        runtimes.push(kubelet_rt);
         kubelet.wait_nodes_ready(Duration::from_secs(60)).await?;
         Ok(Env {
             tenant,
@@ -223,6 +297,7 @@ impl Env {
             opts: opts.clone(),
             vcsync: None,
             logs: 0,
+            _runtimes: runtimes,
         })
     }
 
@@ -405,6 +480,40 @@ impl Env {
             .flatten()
         {
             s.reset_counts();
+        }
+    }
+
+    /// Wait until neither test API server has answered a request for `quiet` (the tail of a
+    /// workload: the simulator's last events, status writes), so a cost snapshot taken next
+    /// covers all of it. Long-lived watches are counted when they open, not while they stream.
+    /// A no-op against real clusters.
+    pub async fn quiet_servers(&self, quiet: Duration, timeout: Duration) -> anyhow::Result<()> {
+        let total = || {
+            [&self.host_server, &self.virtual_server]
+                .into_iter()
+                .flatten()
+                .map(|s| s.total_requests())
+                .sum::<u64>()
+        };
+        if self.host_server.is_none() {
+            return Ok(());
+        }
+        let deadline = Instant::now() + timeout;
+        let mut last = total();
+        let mut since = Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let now = total();
+            if now != last {
+                last = now;
+                since = Instant::now();
+            } else if since.elapsed() >= quiet {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the test API servers never went quiet within {timeout:?}"
+            );
         }
     }
 

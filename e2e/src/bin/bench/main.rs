@@ -17,6 +17,7 @@
 //! could not run (a timeout, an API error it could not retry).
 #![forbid(unsafe_code)]
 
+mod cost;
 mod env;
 mod probe;
 mod report;

@@ -11,6 +11,7 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 use vcsync_e2e::apiserver::Fault;
 
+use crate::cost::{self, Per, Snapshot};
 use crate::env::{self, Env, EnvOptions, SELECTOR, create_all, create_one, pod, service};
 use crate::report::{Run, percentile_ms};
 use crate::track::{Stamps, TAG_LABEL, Tracker, own_key, virtual_key};
@@ -31,6 +32,9 @@ pub struct Opts {
 }
 
 const MIB: f64 = 1024.0 * 1024.0;
+
+/// How long the test API servers must be quiet before a cost snapshot closes a workload.
+const QUIET: Duration = Duration::from_secs(1);
 
 /// Virtual namespaces bulk workloads are spread over (tenants rarely use just one).
 const SPREAD: usize = 10;
@@ -184,6 +188,7 @@ pub async fn footprint(o: &Opts) -> anyhow::Result<Run> {
         // Through vcsync.
         let (pods, svcs) = workload(&nss, "fp", have, n);
         let changes = pods.len() + svcs.len();
+        let before = Snapshot::take(&env);
         let t0 = Instant::now();
         create_all(&env.virt, svcs, o.concurrency).await?;
         create_all(&env.virt, pods, o.concurrency).await?;
@@ -191,9 +196,12 @@ pub async fn footprint(o: &Opts) -> anyhow::Result<Run> {
             .await?;
         let took = virt.latest(|s| s.ready).unwrap_or(t0) - t0;
         env.settle(Duration::from_secs(3), o.timeout).await?;
+        env.quiet_servers(QUIET, o.timeout).await?;
+        let c = before.until(&Snapshot::take(&env));
         let rss = steady_rss(&env, 12).await;
         // Straight to the host.
         let (pods, svcs) = workload(&direct_nss, "fp", have, n);
+        let d_before = Snapshot::take(&env);
         let d0 = Instant::now();
         create_all(&env.host, svcs, o.concurrency).await?;
         create_all(&env.host, pods, o.concurrency).await?;
@@ -201,6 +209,17 @@ pub async fn footprint(o: &Opts) -> anyhow::Result<Run> {
             .wait_count(n, o.timeout, "direct pods Ready", |s| s.ready.is_some())
             .await?;
         let dtook = direct.latest(|s| s.ready).unwrap_or(d0) - d0;
+        env.quiet_servers(QUIET, o.timeout).await?;
+        let d_cost = d_before.until(&Snapshot::take(&env));
+        let label = format!("{have}..{n} pods: ");
+        let per = Per {
+            label: &label,
+            unit: "pod",
+            n: n - have,
+            // Memory per pod is the step's own figure below (steady RSS over idle).
+            memory: false,
+        };
+        cost::add(&mut run, &per, &c, Some(&d_cost));
 
         let target = if n >= 10_000 { "<= 150 MiB at 10k" } else { "" };
         run.add(format!("RSS at {n} pods"), "MiB", rss / MIB)
@@ -284,6 +303,7 @@ pub async fn latency(o: &Opts) -> anyhow::Result<Run> {
     let host = Tracker::pods(env.host.clone(), Some(&env.host_ns), SELECTOR, virtual_key);
     let direct = Tracker::pods(env.host.clone(), Some(&env.direct_ns), SELECTOR, own_key);
     env.reset_counts();
+    let before = Snapshot::take(&env);
 
     let sent = paced_creates(&env.virt, "lat", "lat", o.rate, o.duration).await?;
     let n = sent.len();
@@ -312,14 +332,26 @@ pub async fn latency(o: &Opts) -> anyhow::Result<Run> {
         |k| sent.get(k).copied(),
         g(&virt, |s| s.ready),
     );
+    env.quiet_servers(QUIET, o.timeout).await?;
+    let c = before.until(&Snapshot::take(&env));
     writes_per_change(&mut run, &env, n);
 
+    let d_before = Snapshot::take(&env);
     let dsent = paced_creates(&env.host, &env.direct_ns, "lat", o.rate, o.duration).await?;
     direct
         .wait_count(dsent.len(), o.timeout, "direct pods Ready", |s| {
             s.ready.is_some()
         })
         .await?;
+    env.quiet_servers(QUIET, o.timeout).await?;
+    let d_cost = d_before.until(&Snapshot::take(&env));
+    let per = Per {
+        label: "",
+        unit: "pod",
+        n,
+        memory: true,
+    };
+    cost::add(&mut run, &per, &c, Some(&d_cost));
     let d_e2e = diffs(
         dsent.keys().cloned(),
         |k| dsent.get(k).copied(),
@@ -394,6 +426,7 @@ pub async fn burst(o: &Opts) -> anyhow::Result<Run> {
         let direct = Tracker::pods(env.host.clone(), Some(&env.direct_ns), SELECTOR, own_key);
         let direct_nss = vec![env.direct_ns.clone()];
         let (pods, _) = workload(&direct_nss, "b", 0, n);
+        let d_before = Snapshot::take(&env);
         let d0 = Instant::now();
         create_all(&env.host, pods, o.concurrency).await?;
         direct
@@ -401,6 +434,8 @@ pub async fn burst(o: &Opts) -> anyhow::Result<Run> {
             .await?;
         let d_seen = direct.latest(|s| s.seen).unwrap_or(d0) - d0;
         let d_ready = direct.latest(|s| s.ready).unwrap_or(d0) - d0;
+        env.quiet_servers(QUIET, o.timeout).await?;
+        let d_cost = d_before.until(&Snapshot::take(&env));
         drop(direct);
 
         env.start_vcsync().await?;
@@ -410,6 +445,7 @@ pub async fn burst(o: &Opts) -> anyhow::Result<Run> {
         let host = Tracker::pods(env.host.clone(), Some(&env.host_ns), SELECTOR, virtual_key);
         env.reset_counts();
         let (pods, _) = workload(&nss, "b", 0, n);
+        let before = Snapshot::take(&env);
         let t0 = Instant::now();
         create_all(&env.virt, pods, o.concurrency).await?;
         let created = t0.elapsed();
@@ -446,6 +482,16 @@ pub async fn burst(o: &Opts) -> anyhow::Result<Run> {
             created.as_secs_f64()
         ));
         env.settle(Duration::from_secs(2), o.timeout).await?;
+        env.quiet_servers(QUIET, o.timeout).await?;
+        let c = before.until(&Snapshot::take(&env));
+        let label = format!("{n} pods: ");
+        let per = Per {
+            label: &label,
+            unit: "pod",
+            n,
+            memory: true,
+        };
+        cost::add(&mut run, &per, &c, Some(&d_cost));
         writes_per_change(&mut run, &env, n);
         vcsync_problems(&mut run, &env);
     }
@@ -908,6 +954,7 @@ pub async fn churn(o: &Opts) -> anyhow::Result<Run> {
     env.settle(Duration::from_secs(2), o.timeout).await?;
     env.virtual_namespace("churn").await;
     env.reset_counts();
+    let before = Snapshot::take(&env);
     let pid = env.vcsync().pid;
     let mut samples: Vec<(Duration, f64)> = Vec::new();
     let (changes, errors) = churn_for(env.virt.clone(), "churn", o, |t| {
@@ -951,10 +998,35 @@ pub async fn churn(o: &Opts) -> anyhow::Result<Run> {
     let m = env.vcsync().metrics().await;
     let reconcile_errors =
         crate::probe::metric_sum(&m, "controller_runtime_reconcile_errors_total");
+    env.quiet_servers(QUIET, o.timeout).await?;
+    let c = before.until(&Snapshot::take(&env));
     writes_per_change(&mut run, &env, changes);
 
     // Baseline: the same churn straight on the host.
+    let d_before = Snapshot::take(&env);
     let (dchanges, derrors) = churn_for(env.host.clone(), &env.direct_ns, o, |_| {}).await?;
+    env.quiet_servers(QUIET, o.timeout).await?;
+    let d_cost = d_before.until(&Snapshot::take(&env));
+    let per = Per {
+        label: "",
+        unit: "change",
+        n: changes,
+        memory: false,
+    };
+    // Per change of each run's own count (the two runs make about as many).
+    let mut d_scaled = d_cost.clone();
+    let scale = changes.max(1) as f64 / dchanges.max(1) as f64;
+    for d in [
+        &mut d_scaled.host_api_cpu,
+        &mut d_scaled.kubelet_cpu,
+        &mut d_scaled.bench_cpu,
+    ] {
+        *d = d.mul_f64(scale);
+    }
+    for v in d_scaled.host.values_mut() {
+        *v = (*v as f64 * scale).round() as u64;
+    }
+    cost::add(&mut run, &per, &c, Some(&d_scaled));
 
     run.add("changes made", "changes", changes as f64)
         .direct(dchanges as f64);
