@@ -72,6 +72,9 @@ pub const ALLOWED_LABELS: &[&str] = &[
 /// Condition heartbeats are refreshed at most this often (unless the conditions change).
 pub const HEARTBEAT: Duration = Duration::from_secs(30);
 
+/// The shortest time between two passes woken by host pod changes: each pass walks every
+/// host pod (10k in a large tenant), so a burst's changes are taken together.
+const MIN_PASS_INTERVAL: Duration = Duration::from_millis(500);
 /// How often the loop looks again without a cache change (heartbeats, retries).
 pub const TICK: Duration = Duration::from_secs(5);
 
@@ -87,9 +90,11 @@ const ASSUMED_READY_MESSAGE: &str =
     "the host node is not readable by vcsync; reported Ready while this tenant's pods run on it";
 
 /// Host nodes in use by `pods` (this tenant's host pods), each with the host IP of one pod on it
-/// (from the pod first by name that has one), for synthesized nodes.
+/// (the pods of one node share its address; should they disagree, one of theirs), for
+/// synthesized nodes.
 pub fn nodes_in_use(pods: &[Arc<HostPod>]) -> BTreeMap<String, Option<String>> {
-    // Each node's address is that of its pod first by name that has one: one pass, no sort
+    // Each node's address is that of its pod first by name among those with another address than
+    // the one kept: one pass, no sort
     // (this runs on every batch of host pod changes, over all pods).
     let mut best: BTreeMap<&str, Option<(&str, &str)>> = BTreeMap::new();
     for p in pods {
@@ -98,12 +103,13 @@ pub fn nodes_in_use(pods: &[Arc<HostPod>]) -> BTreeMap<String, Option<String>> {
         };
         let slot = best.entry(node).or_default();
         let name = p.metadata.name.as_deref().unwrap_or_default();
+        // Pods on one node share its address, so names are compared only when they differ.
         if let Some(ip) = p
             .status
             .as_ref()
             .and_then(|s| s.host_ip.as_deref())
             .filter(|ip| !ip.is_empty())
-            && slot.is_none_or(|(n, _)| name < n)
+            && slot.is_none_or(|(n, have)| have != ip && name < n)
         {
             *slot = Some((name, ip));
         }
@@ -594,6 +600,9 @@ pub async fn run(shared: Arc<Shared>, stop: Stop) {
     let mut changes = std::pin::pin!(changes);
     let mut stopped = std::pin::pin!(stop.signal());
     let mut tick = tokio::time::interval(TICK);
+    let mut last_pass = Instant::now()
+        .checked_sub(MIN_PASS_INTERVAL)
+        .unwrap_or_else(Instant::now);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut sync = NodeSync {
         shared,
@@ -611,7 +620,15 @@ pub async fn run(shared: Arc<Shared>, stop: Stop) {
             item = changes.next() => {
                 let Some(item) = item else { return };
                 log(item);
-                // Take everything already there, so a burst is one pass.
+                // A pass looks at every host pod: during a burst, one per
+                // MIN_PASS_INTERVAL at most, taking every change that came meanwhile.
+                let since = last_pass.elapsed();
+                if since < MIN_PASS_INTERVAL {
+                    tokio::select! {
+                        _ = &mut stopped => return,
+                        _ = tokio::time::sleep(MIN_PASS_INTERVAL - since) => {}
+                    }
+                }
                 while let Some(Some(item)) = changes.next().now_or_never() {
                     log(item);
                 }
@@ -633,6 +650,7 @@ pub async fn run(shared: Arc<Shared>, stop: Stop) {
                 sync.reconcile_all().await;
             } => {}
         }
+        last_pass = Instant::now();
     }
 }
 
