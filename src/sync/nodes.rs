@@ -93,9 +93,8 @@ const ASSUMED_READY_MESSAGE: &str =
 /// (the pods of one node share its address; should they disagree, one of theirs), for
 /// synthesized nodes.
 pub fn nodes_in_use(pods: &[Arc<HostPod>]) -> BTreeMap<String, Option<String>> {
-    // Each node's address is that of its pod first by name among those with another address than
-    // the one kept: one pass, no sort
-    // (this runs on every batch of host pod changes, over all pods).
+    // One pass, no sort (this runs on every batch of host pod changes, over all pods); names
+    // are compared only between pods that report different addresses.
     let mut best: BTreeMap<&str, Option<(&str, &str)>> = BTreeMap::new();
     for p in pods {
         let Some(node) = p.node_name() else {
@@ -355,6 +354,35 @@ struct NodeSync {
     written: HashMap<String, Node>,
     /// Writes refused for good (403, 422, foreign nodes).
     refused: u64,
+    /// The nodes in use at the last pass, with whether an address was known for each.
+    in_use: HashMap<String, bool>,
+}
+
+/// What one host pod change tells the node loop: the node the pod runs on, and whether the pod
+/// reports that node's address.
+type Hint = Option<(String, bool)>;
+
+fn hint(p: &HostPod) -> Hint {
+    let has_ip = p
+        .status
+        .as_ref()
+        .and_then(|s| s.host_ip.as_deref())
+        .is_some_and(|ip| !ip.is_empty());
+    p.node_name().map(|n| (n.to_string(), has_ip))
+}
+
+/// Whether a change must be acted on at once rather than with the next coalesced pass: it
+/// brings a node the tenant does not see yet, or the first address of one. A pod bound to a
+/// node the virtual API lacks breaks `kubectl logs` (the API server looks the node up), so
+/// only the passes that change nothing visible wait.
+fn urgent(in_use: &HashMap<String, bool>, hint: &Hint) -> bool {
+    match hint {
+        None => false,
+        Some((node, has_ip)) => match in_use.get(node) {
+            None => true,
+            Some(had_ip) => *has_ip && !had_ip,
+        },
+    }
 }
 
 fn write_params() -> PostParams {
@@ -410,6 +438,10 @@ impl NodeSync {
     /// One pass: create or refresh every node in use, delete the managed ones no longer in use.
     async fn reconcile_all(&mut self) {
         let in_use = nodes_in_use(&self.host_pods.state());
+        self.in_use = in_use
+            .iter()
+            .map(|(n, ip)| (n.clone(), ip.is_some()))
+            .collect();
         self.host_nodes.retain(|n, _| in_use.contains_key(n));
         self.retry_at.retain(|n, _| in_use.contains_key(n));
         self.written.retain(|n, _| in_use.contains_key(n));
@@ -588,14 +620,16 @@ pub async fn run(shared: Arc<Shared>, stop: Stop) {
         Api::<Node>::all(shared.virt.clone()),
         watcher::Config::default().labels(&markers::tenant_selector(&shared.cfg.tenant)),
     );
-    let log = |r: Result<(), watcher::Error>| {
-        if let Err(e) = r {
+    let log = |r: Result<Hint, watcher::Error>| match r {
+        Ok(h) => h,
+        Err(e) => {
             tracing::debug!(controller = "node", error = %e, "watch error");
+            None
         }
     };
     let changes = futures::stream::select(
-        pstream.map(|r| r.map(|_| ())),
-        vstream.map(|r| r.map(|_| ())),
+        pstream.map(|r| r.map(|p| hint(&p))),
+        vstream.map(|r| r.map(|_| None)),
     );
     let mut changes = std::pin::pin!(changes);
     let mut stopped = std::pin::pin!(stop.signal());
@@ -613,24 +647,36 @@ pub async fn run(shared: Arc<Shared>, stop: Stop) {
         retry_at: HashMap::new(),
         written: HashMap::new(),
         refused: 0,
+        in_use: HashMap::new(),
     };
     loop {
         tokio::select! {
             _ = &mut stopped => return,
             item = changes.next() => {
                 let Some(item) = item else { return };
-                log(item);
-                // A pass looks at every host pod: during a burst, one per
-                // MIN_PASS_INTERVAL at most, taking every change that came meanwhile.
-                let since = last_pass.elapsed();
-                if since < MIN_PASS_INTERVAL {
-                    tokio::select! {
-                        _ = &mut stopped => return,
-                        _ = tokio::time::sleep(MIN_PASS_INTERVAL - since) => {}
-                    }
-                }
+                let mut now = urgent(&sync.in_use, &log(item));
                 while let Some(Some(item)) = changes.next().now_or_never() {
-                    log(item);
+                    now |= urgent(&sync.in_use, &log(item));
+                }
+                // A pass looks at every host pod: during a burst, one per
+                // MIN_PASS_INTERVAL at most unless a change is urgent, taking every change
+                // that came meanwhile.
+                let since = last_pass.elapsed();
+                if !now && since < MIN_PASS_INTERVAL {
+                    let wait = tokio::time::sleep(MIN_PASS_INTERVAL - since);
+                    let mut wait = std::pin::pin!(wait);
+                    loop {
+                        tokio::select! {
+                            _ = &mut stopped => return,
+                            _ = &mut wait => break,
+                            item = changes.next() => {
+                                let Some(item) = item else { return };
+                                if urgent(&sync.in_use, &log(item)) {
+                                    break;
+                                }
+                            }
+                        }
+                    }
                 }
             }
             _ = tick.tick() => {}
@@ -965,5 +1011,36 @@ mod tests {
         assert_eq!(newest(Some(&old), None), Some(&old));
         assert_eq!(newest(None, Some(&ours)), Some(&ours));
         assert_eq!(newest(None, None), None);
+    }
+
+    #[rstest]
+    #[case::unscheduled_pod(None, false)]
+    #[case::a_new_node(Some(("n2", false)), true)]
+    #[case::a_new_node_with_its_address(Some(("n2", true)), true)]
+    #[case::the_first_address_of_a_node(Some(("n0", true)), true)]
+    #[case::a_known_node_without_address(Some(("n0", false)), false)]
+    #[case::a_known_address(Some(("n1", true)), false)]
+    #[case::a_known_node_losing_no_address(Some(("n1", false)), false)]
+    fn changes_that_show_a_node_or_its_address_are_urgent(
+        #[case] h: Option<(&str, bool)>,
+        #[case] expected: bool,
+    ) {
+        let in_use = HashMap::from([("n0".to_string(), false), ("n1".to_string(), true)]);
+        let h = h.map(|(n, ip)| (n.to_string(), ip));
+        assert_eq!(urgent(&in_use, &h), expected);
+    }
+
+    #[test]
+    fn a_hint_names_the_node_and_whether_the_pod_has_its_address() {
+        assert_eq!(hint(&pod("a", None, Some("10.0.0.1"))), None);
+        assert_eq!(hint(&pod("a", Some("n"), None)), Some(("n".into(), false)));
+        assert_eq!(
+            hint(&pod("a", Some("n"), Some(""))),
+            Some(("n".into(), false))
+        );
+        assert_eq!(
+            hint(&pod("a", Some("n"), Some("10.0.0.1"))),
+            Some(("n".into(), true))
+        );
     }
 }
