@@ -25,7 +25,8 @@ pub type Requests = BTreeMap<(String, String, String), u64>;
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     vcsync_cpu: Duration,
-    threads: HashMap<String, Duration>,
+    /// CPU by thread id, with the thread's name.
+    threads: HashMap<u32, (String, Duration)>,
     process_cpu: Duration,
     vcsync_rss: u64,
     bench_rss: u64,
@@ -65,7 +66,7 @@ impl Snapshot {
         Snapshot {
             vcsync_cpu: env.vcsync.as_ref().map(|v| v.cpu()).unwrap_or_default(),
             vcsync_rss: env.vcsync.as_ref().map_or(0, |v| v.memory().rss),
-            threads: probe::thread_cpu_by_name(),
+            threads: probe::thread_cpu(),
             process_cpu: probe::cpu_time(me).unwrap_or_default(),
             bench_rss: probe::memory(me).unwrap_or_default().rss,
             host: counts(env.host_server.as_ref()),
@@ -73,14 +74,29 @@ impl Snapshot {
         }
     }
 
-    fn thread(&self, name: &str) -> Duration {
-        self.threads.get(name).copied().unwrap_or_default()
+    /// CPU the threads named `name` used between `self` and `after`, thread by thread: a
+    /// thread gone by `after` (say, of the previous run's servers, shutting down) counts for
+    /// nothing rather than taking its whole past off the sum, and a new one counts whole.
+    fn thread_cpu_until(&self, after: &Snapshot, name: &str) -> Duration {
+        after
+            .threads
+            .iter()
+            .filter(|(_, (n, _))| n == name)
+            .map(|(tid, (_, cpu))| {
+                let before = self
+                    .threads
+                    .get(tid)
+                    .filter(|(n, _)| n == name)
+                    .map_or(Duration::ZERO, |(_, c)| *c);
+                cpu.saturating_sub(before)
+            })
+            .sum()
     }
 
     /// What happened between `self` (before) and `after`. Counters reset in between
     /// ([`Env::reset_counts`]) read as the counts since the reset.
     pub fn until(&self, after: &Snapshot) -> Cost {
-        let d = |name: &str| after.thread(name).saturating_sub(self.thread(name));
+        let d = |name: &str| self.thread_cpu_until(after, name);
         let (host_api_cpu, virtual_api_cpu, kubelet_cpu) = (
             d(HOST_API_THREADS),
             d(VIRTUAL_API_THREADS),
@@ -279,7 +295,11 @@ mod tests {
         let ms = Duration::from_millis;
         let before = Snapshot {
             vcsync_cpu: ms(100),
-            threads: HashMap::from([(HOST_API_THREADS.to_owned(), ms(50))]),
+            threads: HashMap::from([
+                (1, (HOST_API_THREADS.to_owned(), ms(50))),
+                // The previous run's server thread, gone by `after`.
+                (2, (HOST_API_THREADS.to_owned(), ms(900))),
+            ]),
             process_cpu: ms(200),
             host: reqs(&[("vcsync", "create", "pods", 3)]),
             ..Snapshot::default()
@@ -287,8 +307,9 @@ mod tests {
         let after = Snapshot {
             vcsync_cpu: ms(400),
             threads: HashMap::from([
-                (HOST_API_THREADS.to_owned(), ms(150)),
-                (KUBELET_THREADS.to_owned(), ms(30)),
+                (1, (HOST_API_THREADS.to_owned(), ms(130))),
+                (3, (HOST_API_THREADS.to_owned(), ms(20))),
+                (4, (KUBELET_THREADS.to_owned(), ms(30))),
             ]),
             process_cpu: ms(500),
             host: reqs(&[
@@ -299,6 +320,7 @@ mod tests {
         };
         let c = before.until(&after);
         assert_eq!(c.vcsync_cpu, ms(300));
+        // 80 ms of thread 1 and 20 of the new thread 3; the exited thread 2 takes nothing off.
         assert_eq!(c.host_api_cpu, ms(100));
         assert_eq!(c.kubelet_cpu, ms(30));
         assert_eq!(c.bench_cpu, ms(300 - 100 - 30));

@@ -51,21 +51,33 @@ fn parse_stat(stat: &str) -> Option<(String, Duration)> {
     ))
 }
 
-/// CPU time used so far by this process's live threads, summed per thread name (from
-/// `/proc/self/task/*/stat`). A thread that has exited is no longer listed; the runtimes the
-/// bench names keep their threads for the whole run.
-pub fn thread_cpu_by_name() -> std::collections::HashMap<String, Duration> {
+/// CPU time used so far by each of this process's live threads, by thread id, with the thread's
+/// name (from `/proc/self/task/*/stat`). A thread that has exited is no longer listed.
+pub fn thread_cpu() -> std::collections::HashMap<u32, (String, Duration)> {
     let mut out = std::collections::HashMap::new();
     let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
         return out;
     };
     for entry in dir.flatten() {
+        let Some(tid) = entry.file_name().to_str().and_then(|t| t.parse().ok()) else {
+            continue;
+        };
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
             continue;
         };
-        if let Some((name, cpu)) = parse_stat(&stat) {
-            *out.entry(name).or_default() += cpu;
+        if let Some(named) = parse_stat(&stat) {
+            out.insert(tid, named);
         }
+    }
+    out
+}
+
+/// [`thread_cpu`] summed per thread name.
+#[cfg(test)]
+pub fn thread_cpu_by_name() -> std::collections::HashMap<String, Duration> {
+    let mut out = std::collections::HashMap::<String, Duration>::new();
+    for (name, cpu) in thread_cpu().into_values() {
+        *out.entry(name).or_default() += cpu;
     }
     out
 }
